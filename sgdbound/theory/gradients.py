@@ -1,0 +1,151 @@
+"""Per-sample logit Jacobians and the Gram matrices built from them, through ``torch.func``.
+
+Notation (DESIGN.md §1): logits ``z = f_θ(x)`` ``(K,)``, ``q = softmax(z)``, ``g_k = ∇θ log q_k`` and
+``J_k = ∇θ q_k = q_k g_k``. With the logit Jacobian ``Jz = ∂z/∂θ`` ``(K, P)`` and its Gram
+``M = Jz Jzᵀ`` ``(K, K)`` (the per-sample neural tangent kernel), ``g_k = Jzᵀ (e_k − q)`` and therefore
+
+    G = A M Aᵀ,   A = I − 1 qᵀ  (rows e_k − q),   G_kl = ⟨g_k, g_l⟩.
+
+The cross-entropy to a target ``t`` (any vector, not only on the simplex) has gradient
+``∇θ ℓ = Jzᵀ r`` with ``r = (Σ_k t_k) q − t``, so ``‖∇θ ℓ‖² = rᵀ M r``. Everything the noise formulas need
+is ``(q, M)`` per sample, computed in chunks so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev, vmap
+
+from sgdbound._checks import check_matrix_rows
+
+__all__ = [
+    "parameter_dict",
+    "num_parameters",
+    "logit_ntk",
+    "softmax_gram",
+    "loss_residual",
+    "per_sample_gradients",
+    "logit_jacobians",
+    "auto_chunk",
+    "check_model_inputs",
+]
+
+_CHUNK_BYTES = 128 * 2**20
+
+
+def parameter_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached parameters in ``named_parameters`` order (the order of every flattened vector here)."""
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def auto_chunk(model: nn.Module, num_outputs: int, budget_bytes: int = _CHUNK_BYTES) -> int:
+    """Samples per chunk so a chunk's Jacobians ``(chunk, K, P)`` fit in ``budget_bytes``."""
+    per_sample = max(1, num_outputs * num_parameters(model) * 8)
+    return int(max(1, min(8192, budget_bytes // per_sample)))
+
+
+def check_model_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run the model once on ``x`` and return the logits; refuse inputs it does not map to ``(n, K)``."""
+    check_matrix_rows("x", x)
+    with torch.no_grad():
+        logits = model(x)
+    if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
+        raise ValueError(f"model must map (n, d) inputs to (n, K) logits, got {tuple(logits.shape)}")
+    return logits
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _single_logits(model: nn.Module):
+    buffers = {name: b for name, b in model.named_buffers()}
+
+    def logits(params: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, (params, buffers), (xi[None],))[0]
+
+    return logits
+
+
+def logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(n, K)`` and the per-sample logit Gram ``M = Jz Jzᵀ`` ``(n, K, K)``.
+
+    ``Jz`` ``(K, P)`` is obtained with ``vmap(jacrev(f))`` over a chunk of ``chunk_size`` samples (chosen so a
+    chunk's Jacobians take about 128 MiB when None); only the ``(K, K)`` Grams are kept.
+    """
+    logits = check_model_inputs(model, x)
+    num_classes = logits.shape[1]
+    chunk = chunk_size or auto_chunk(model, num_classes)
+    params = parameter_dict(model)
+    jac = vmap(jacrev(_single_logits(model)), in_dims=(None, 0))
+    grams = []
+    for part in _chunks(x.shape[0], chunk):
+        jacobians = jac(params, x[part])  # name -> (c, K, *shape)
+        gram = None
+        for value in jacobians.values():
+            flat = value.reshape(value.shape[0], num_classes, -1)
+            term = flat @ flat.transpose(1, 2)
+            gram = term if gram is None else gram + term
+        grams.append(gram)
+    return logits, torch.cat(grams)
+
+
+def softmax_gram(probs: torch.Tensor, ntk: torch.Tensor) -> torch.Tensor:
+    """``G = A M Aᵀ`` with ``A = I − 1 qᵀ``: ``G_kl = ⟨∇θ log q_k, ∇θ log q_l⟩``, ``(n, K, K)``."""
+    eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
+    a = eye - probs[:, None, :]  # row k is e_k − q
+    return a @ ntk @ a.transpose(1, 2)
+
+
+def loss_residual(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``r = (Σ t) q − t`` ``(n, K)``: the logit gradient of ``−Σ t_k log q_k`` for any target vector."""
+    return targets.sum(1, keepdim=True) * probs - targets
+
+
+def logit_jacobians(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits ``(n, K)`` and full per-sample logit Jacobians ``Jz`` ``(n, K, P)`` (``named_parameters`` order).
+
+    Holds ``n · K · P`` numbers: for small models (linear students, the Lyapunov prediction).
+    """
+    logits = check_model_inputs(model, x)
+    num_classes = logits.shape[1]
+    chunk = chunk_size or auto_chunk(model, num_classes)
+    params = parameter_dict(model)
+    jac = vmap(jacrev(_single_logits(model)), in_dims=(None, 0))
+    parts = []
+    for part in _chunks(x.shape[0], chunk):
+        jacobians = jac(params, x[part])
+        parts.append(torch.cat([v.reshape(v.shape[0], num_classes, -1) for v in jacobians.values()], dim=2))
+    return logits, torch.cat(parts)
+
+
+def per_sample_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
+                         chunk_size: int | None = None) -> torch.Tensor:
+    """``∇θ ℓ(θ; x_i, t_i)`` flattened in ``named_parameters`` order, ``(n, P)``.
+
+    ``targets`` ``(n, K)``: any finite vectors (Gaussian-noised targets need not sum to one).
+    """
+    logits = check_model_inputs(model, x)
+    check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
+    params = parameter_dict(model)
+    single = _single_logits(model)
+
+    def loss(p, xi, ti):
+        return -(ti * torch.log_softmax(single(p, xi), dim=0)).sum()
+
+    grad = vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
+    chunk = chunk_size or auto_chunk(model, 1)
+    out = []
+    for part in _chunks(x.shape[0], chunk):
+        grads = grad(params, x[part], targets[part])
+        out.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1))
+    return torch.cat(out)

@@ -1,0 +1,182 @@
+"""Gradient noise of SGD under a supervision model, measured and predicted (DESIGN.md §1).
+
+For a target ``t`` with ``E[t|x] = m(x)`` and ``Cov[t|x] = C(x)``, the per-sample gradient is
+``∇θ ℓ = Jzᵀ r`` with ``r = (Σ t) q − t = −Aᵀ t`` (``A = I − 1 qᵀ``), hence exactly
+
+    E_t ‖∇θ ℓ(θ; x, t)‖² = mᵀ G m + tr(C G).
+
+At the optimum of an interpolating student (``q = P = m``) the first term vanishes and the noise is
+``σ² = E_x tr(C G)``: one-hot labels give ``E Σ_k ‖J_k‖²/P_k``, Gaussian noise ``ν E Σ_k ‖J_k‖²/P_k²``,
+exact BCPs zero (Props. 2 and 3 of the paper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sgdbound._checks import check_matrix_rows, check_nonnegative, check_simplex
+from sgdbound.targets import Mix, OneHot, SupervisionModel
+from sgdbound.theory.gradients import (
+    check_model_inputs,
+    logit_jacobians,
+    logit_ntk,
+    loss_residual,
+    softmax_gram,
+)
+
+__all__ = [
+    "empirical_noise",
+    "predicted_noise",
+    "expected_sq_grad_norm",
+    "onehot_noise",
+    "noisy_bcp_noise",
+    "interpolation_gap",
+    "optimal_lambda",
+    "LambdaChoice",
+    "noise_terms",
+    "predicted_gradient_covariance",
+]
+
+
+def _model_and_bcp(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor) -> None:
+    logits = check_model_inputs(model, x)
+    check_simplex("bcp", bcp, rows=x.shape[0], cols=logits.shape[1])
+
+
+def empirical_noise(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> float:
+    """Measured ``(1/n) Σ_i ‖∇θ ℓ(θ; x_i, t_i)‖²`` for the given targets ``(n, K)`` (any finite vectors).
+
+    At ``θ*`` with targets drawn from a supervision model this is a Monte Carlo estimate of ``σ²``.
+    """
+    logits = check_model_inputs(model, x)
+    check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
+    logits, ntk = logit_ntk(model, x, chunk_size)
+    r = loss_residual(torch.softmax(logits, 1), targets.to(logits.dtype))
+    return torch.einsum("nk,nkl,nl->n", r, ntk, r).mean().item()
+
+
+def noise_terms(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, noise_model: SupervisionModel,
+                chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample ``(mᵀ G m, tr(C G))``, each ``(n,)``: the bias and noise parts of ``E_t ‖∇θ ℓ‖²``."""
+    _model_and_bcp(model, x, bcp)
+    if not isinstance(noise_model, SupervisionModel):
+        raise ValueError(f"noise_model must be a SupervisionModel, got {type(noise_model).__name__}")
+    logits, ntk = logit_ntk(model, x, chunk_size)
+    bcp = bcp.to(logits.dtype)
+    gram = softmax_gram(torch.softmax(logits, 1), ntk)
+    mean, cov = noise_model.mean(bcp), noise_model.covariance(bcp)
+    bias = torch.einsum("nk,nkl,nl->n", mean, gram, mean)
+    noise = torch.einsum("nkl,nlk->n", cov, gram)
+    return bias, noise
+
+
+def predicted_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, noise_model: SupervisionModel,
+                    chunk_size: int | None = None) -> float:
+    """Predicted gradient noise ``σ² = (1/n) Σ_i tr(C(x_i) G(x_i))`` at the model's parameters.
+
+    ``bcp`` ``(n, K)``: the Bayes class probabilities of ``x`` ``(n, d)``; ``noise_model`` gives
+    ``C = noise_model.covariance(bcp)``. Equals ``E ‖∇θ ℓ(θ*; x, t)‖²`` at an interpolating optimum; elsewhere
+    see ``expected_sq_grad_norm``, which adds the bias part.
+    """
+    return noise_terms(model, x, bcp, noise_model, chunk_size)[1].mean().item()
+
+
+def expected_sq_grad_norm(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, noise_model: SupervisionModel,
+                          chunk_size: int | None = None) -> float:
+    """Exact ``(1/n) Σ_i E_t ‖∇θ ℓ(θ; x_i, t)‖² = (1/n) Σ_i (mᵀ G m + tr(C G))`` at any parameters: what
+    ``empirical_noise`` estimates when targets are drawn from ``noise_model``."""
+    bias, noise = noise_terms(model, x, bcp, noise_model, chunk_size)
+    return (bias + noise).mean().item()
+
+
+def _jk_norms(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None):
+    _model_and_bcp(model, x, bcp)
+    logits, ntk = logit_ntk(model, x, chunk_size)
+    probs = torch.softmax(logits, 1)
+    gram = softmax_gram(probs, ntk)
+    # ‖J_k‖² = q_k² ‖g_k‖² = q_k² G_kk
+    return probs**2 * gram.diagonal(dim1=1, dim2=2), bcp.to(logits.dtype)
+
+
+def onehot_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None = None) -> float:
+    """The paper's one-hot form (Prop. 3): ``σ² = (1/n) Σ_i Σ_k ‖J_k(x_i)‖² / P_k(x_i)``.
+
+    Equal to ``predicted_noise(..., OneHot())`` when the model interpolates (``q = P``).
+    """
+    jk2, bcp = _jk_norms(model, x, bcp, chunk_size)
+    return (jk2 / bcp).sum(1).mean().item()
+
+
+def noisy_bcp_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, nu: float,
+                    chunk_size: int | None = None) -> float:
+    """The paper's noisy-BCP form (Prop. 3): ``σ² = ν (1/n) Σ_i Σ_k ‖J_k(x_i)‖² / P_k(x_i)²``.
+
+    Equal to ``predicted_noise(..., Gaussian(nu))`` when the model interpolates.
+    """
+    nu = check_nonnegative("nu", nu)
+    jk2, bcp = _jk_norms(model, x, bcp, chunk_size)
+    return nu * (jk2 / bcp**2).sum(1).mean().item()
+
+
+def interpolation_gap(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None = None) -> float:
+    """``(1/n) Σ_i ‖∇θ ℓ(θ; x_i, P(x_i))‖²``: the mean squared per-sample gradient with exact-BCP targets.
+
+    Zero (to round-off) exactly when the model interpolates (Prop. 2: ``θ*`` minimises every per-sample loss).
+    ``bcp`` may be any rows on the simplex (one-hot labels give the one-hot gap).
+    """
+    _model_and_bcp(model, x, bcp)
+    return empirical_noise(model, x, bcp, chunk_size)
+
+
+@dataclass(frozen=True)
+class LambdaChoice:
+    """The noise-minimising distillation weight ``λ* = A / (A + B)``.
+
+    ``onehot``: ``A = E tr(C_onehot G)``; ``teacher``: ``B = E tr(C_teacher G)``; ``noise``: the minimum
+    ``(1 − λ*)² A + λ*² B = A B / (A + B)``.
+    """
+
+    lam: float
+    onehot: float
+    teacher: float
+
+    @property
+    def noise(self) -> float:
+        return self.noise_at(self.lam)
+
+    def noise_at(self, lam: float) -> float:
+        """``(1 − λ)² A + λ² B``: the predicted noise of ``Mix(λ, teacher)``."""
+        return (1 - lam) ** 2 * self.onehot + lam**2 * self.teacher
+
+
+def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher: SupervisionModel,
+                   chunk_size: int | None = None) -> LambdaChoice:
+    """Choose ``λ`` in ``t = (1 − λ) e_y + λ p̃`` to minimise the predicted noise ``(1 − λ)² A + λ² B``.
+
+    A data-driven answer to the paper's open question of how to weight the distillation term.
+    """
+    if isinstance(teacher, Mix):
+        raise ValueError("teacher must be the teacher's own supervision model, not a Mix")
+    a = predicted_noise(model, x, bcp, OneHot(), chunk_size)
+    b = predicted_noise(model, x, bcp, teacher, chunk_size)
+    lam = 1.0 if a + b == 0 else a / (a + b)
+    return LambdaChoice(lam=lam, onehot=a, teacher=b)
+
+
+def predicted_gradient_covariance(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor,
+                                  noise_model: SupervisionModel, chunk_size: int | None = None) -> torch.Tensor:
+    """``S = (1/n) Σ_i E_t[∇θ ℓ ∇θ ℓᵀ]`` ``(P, P)``: with ``Γ = A Jz`` (rows ``g_k``),
+    ``S_i = Γᵀ (C + m mᵀ) Γ``. At an interpolating optimum ``m``-terms vanish and ``tr S = σ²``.
+    For small models (holds the ``(n, K, P)`` Jacobians of a chunk)."""
+    _model_and_bcp(model, x, bcp)
+    logits, jz = logit_jacobians(model, x, chunk_size)
+    probs = torch.softmax(logits, 1)
+    bcp = bcp.to(logits.dtype)
+    eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
+    gamma = (eye - probs[:, None, :]) @ jz  # (n, K, P), row k = g_k
+    mean = noise_model.mean(bcp)
+    second = noise_model.covariance(bcp) + mean[:, :, None] * mean[:, None, :]
+    return torch.einsum("nkp,nkl,nlq->pq", gamma, second, gamma) / x.shape[0]
