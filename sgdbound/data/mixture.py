@@ -205,9 +205,10 @@ class QuadraticMixture(GaussianMixture):
         if means.dim() != 2 or covs.shape != (means.shape[0], means.shape[1], means.shape[1]):
             raise ValueError(f"covariances must be (K, d, d) = {(means.shape[0], means.shape[1], means.shape[1])}, "
                              f"got {tuple(covs.shape)}")
+        chols = torch.stack([_check_spd(f"covariances[{k}]", c) for k, c in enumerate(covs)])
         super().__init__(means, covs.mean(0), priors)
         self.covariances = covs
-        self._chols = torch.stack([_check_spd(f"covariances[{k}]", c) for k, c in enumerate(covs)])
+        self._chols = chols
 
     @classmethod
     def random(cls, num_classes: int, dim: int, *, separation: float = 1.0, spread: float = 1.0,

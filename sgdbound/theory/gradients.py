@@ -9,6 +9,13 @@ Notation (DESIGN.md §1): logits ``z = f_θ(x)`` ``(K,)``, ``q = softmax(z)``, `
 The cross-entropy to a target ``t`` (any vector, not only on the simplex) has gradient
 ``∇θ ℓ = Jzᵀ r`` with ``r = (Σ_k t_k) q − t``, so ``‖∇θ ℓ‖² = rᵀ M r``. Everything the noise formulas need
 is ``(q, M)`` per sample, computed in chunks so memory stays bounded.
+
+Two ways to get ``M`` (``logit_ntk(..., method=)``): ``"jacobian"`` materialises ``Jz`` with
+``vmap(jacrev(f))`` and works for any module; ``"linear"`` uses the structure of fully connected networks.
+For a layer ``s = W a + b``, ``∂z_k/∂W = δ_k aᵀ`` with ``δ_k = ∂z_k/∂s``, so the layer adds
+``(δ_k · δ_l)(‖a‖² + 1)`` to ``M_kl`` (``+1`` for the bias): one batched backward pass per class, no ``(K, P)``
+Jacobian. ``"auto"`` takes ``"linear"`` when every submodule is a known per-sample layer (``nn.Linear``, the
+activations, ``nn.Sequential``, ``sgdbound.models.MLP``) and each linear layer runs once per forward.
 """
 
 from __future__ import annotations
@@ -20,16 +27,19 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from sgdbound._checks import check_matrix_rows
+from sgdbound.models import ACTIVATIONS, MLP
 
 __all__ = [
     "parameter_dict",
     "num_parameters",
     "logit_ntk",
+    "NTK_METHODS",
     "softmax_gram",
     "loss_residual",
     "per_sample_gradients",
     "logit_jacobians",
     "auto_chunk",
+    "supports_linear_ntk",
     "check_model_inputs",
 ]
 
@@ -54,8 +64,11 @@ def auto_chunk(model: nn.Module, num_outputs: int, budget_bytes: int = _CHUNK_BY
 def check_model_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run the model once on ``x`` and return the logits; refuse inputs it does not map to ``(n, K)``."""
     check_matrix_rows("x", x)
-    with torch.no_grad():
-        logits = model(x)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except RuntimeError as err:  # wrong feature count or dtype: name the argument, not the matmul
+        raise ValueError(f"x of shape {tuple(x.shape)} and dtype {x.dtype} does not fit the model: {err}") from err
     if logits.dim() != 2 or logits.shape[0] != x.shape[0]:
         raise ValueError(f"model must map (n, d) inputs to (n, K) logits, got {tuple(logits.shape)}")
     return logits
@@ -75,14 +88,74 @@ def _single_logits(model: nn.Module):
     return logits
 
 
-def logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+NTK_METHODS = ("auto", "jacobian", "linear")
+"""How ``logit_ntk`` builds ``M``: see the module docstring."""
+
+_PER_SAMPLE_LAYERS = (nn.Linear, nn.Sequential, nn.Identity, MLP, *ACTIVATIONS.values())
+
+
+def supports_linear_ntk(model: nn.Module) -> bool:
+    """Whether ``model`` is built only from layers that treat samples independently and whose parameters all
+    sit in ``nn.Linear`` layers (exact types, so a subclass with its own ``forward`` is not assumed)."""
+    if not all(type(module) in _PER_SAMPLE_LAYERS for module in model.modules()):
+        return False
+    return all(p.requires_grad for p in model.parameters()) and any(True for _ in model.parameters())
+
+
+def _linear_ntk_chunk(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(logits, M)`` for one chunk through the layer structure; None if a linear layer ran more than once."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    seen: dict[int, list] = {id(m): [] for m in linears}
+
+    def hook(module, args, output):
+        seen[id(module)].append((args[0].detach(), output))
+
+    handles = [m.register_forward_hook(hook) for m in linears]
+    try:
+        with torch.enable_grad():
+            logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(len(calls) != 1 for calls in seen.values()):
+        return None
+    num_classes = logits.shape[1]
+    probes = torch.eye(num_classes, dtype=logits.dtype, device=logits.device)[:, None, :].expand(-1, x.shape[0], -1)
+    outputs = [seen[id(m)][0][1] for m in linears]
+    deltas = torch.autograd.grad(logits, outputs, grad_outputs=probes, is_grads_batched=True)
+    ntk = None
+    for module, delta in zip(linears, deltas):
+        inputs = seen[id(module)][0][0]
+        scale = (inputs * inputs).sum(1) + (1.0 if module.bias is not None else 0.0)  # (c,)
+        delta = delta.transpose(0, 1)  # (c, K, out)
+        term = (delta @ delta.transpose(1, 2)) * scale[:, None, None]
+        ntk = term if ntk is None else ntk + term
+    return logits.detach(), ntk.detach()
+
+
+def logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None, *,
+              method: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(n, K)`` and the per-sample logit Gram ``M = Jz Jzᵀ`` ``(n, K, K)``.
 
-    ``Jz`` ``(K, P)`` is obtained with ``vmap(jacrev(f))`` over a chunk of ``chunk_size`` samples (chosen so a
-    chunk's Jacobians take about 128 MiB when None); only the ``(K, K)`` Grams are kept.
+    ``method="jacobian"``: ``Jz`` ``(K, P)`` from ``vmap(jacrev(f))`` over a chunk of ``chunk_size`` samples
+    (chosen so a chunk's Jacobians take about 128 MiB when None); only the ``(K, K)`` Grams are kept.
+    ``method="linear"``: the layer-structure formula of the module docstring (fully connected networks only);
+    ``"auto"``: ``"linear"`` when ``supports_linear_ntk(model)``, else ``"jacobian"``.
     """
+    if method not in NTK_METHODS:
+        raise ValueError(f"method must be one of {NTK_METHODS}, got {method!r}")
     logits = check_model_inputs(model, x)
     num_classes = logits.shape[1]
+    if method == "linear" and not supports_linear_ntk(model):
+        raise ValueError("method 'linear' needs a model built from nn.Linear layers and activations only")
+    if method in ("auto", "linear") and supports_linear_ntk(model):
+        widths = sum(m.out_features + m.in_features for m in model.modules() if isinstance(m, nn.Linear))
+        chunk = chunk_size or int(max(1, min(16384, _CHUNK_BYTES // (8 * (num_classes + 2) * widths))))
+        parts = [_linear_ntk_chunk(model, x[part]) for part in _chunks(x.shape[0], chunk)]
+        if all(part is not None for part in parts):
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        if method == "linear":
+            raise ValueError("method 'linear' needs every nn.Linear layer to run once per forward pass")
     chunk = chunk_size or auto_chunk(model, num_classes)
     params = parameter_dict(model)
     jac = vmap(jacrev(_single_logits(model)), in_dims=(None, 0))

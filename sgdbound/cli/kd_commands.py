@@ -1,0 +1,120 @@
+"""``sgdbound distill`` (one run or a sweep, or ``--study small``) and ``sgdbound report``.
+
+Settings come from a TOML config file (keys are ``DistillConfig`` fields; the swept ones may be lists; a
+``[teacher_options]`` table may hold one table per teacher) and from flags, flags winning. Swept flags take
+several values: ``--teacher vi laplace --lam 0.3 0.7 --seeds 0 1 2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["register", "distill_command", "report_command"]
+
+# flag dest -> DistillConfig field, for the swept axes
+_AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_student": "t_student", "seeds": "seed",
+         "beta": "beta", "samples": "samples"}
+_SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "teacher_epochs": int,
+            "min_steps": int, "teacher_min_steps": int, "optimizer": str, "lr": float, "teacher_lr": float,
+            "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("distill", aliases=["sweep"], help="train students from (Bayesian) teachers; sweeps",
+                       description=__doc__)
+    d.add_argument("--config", type=Path, help="TOML file with DistillConfig fields (lists for swept axes)")
+    d.add_argument("--out", type=Path, help="results folder (default runs/distill, or runs/small_study)")
+    d.add_argument("--resume", action="store_true", help="continue killed runs from their checkpoints")
+    d.add_argument("--study", choices=["small"], help="run a named study (mnist1d small-data study)")
+    d.add_argument("--seeds", type=int, nargs="+", help="seeds (swept); with --study: the first N = len")
+    d.add_argument("--teacher", nargs="+", help="teacher kind(s): deterministic vi laplace mc_dropout ensemble")
+    d.add_argument("--lam", type=float, nargs="+", help="λ, weight of the distillation term, in [0, 1]")
+    d.add_argument("--t-teacher", dest="t_teacher", type=float, nargs="+", help="teacher temperature(s) > 0")
+    d.add_argument("--t-student", dest="t_student", type=float, nargs="+", help="student temperature(s) > 0")
+    d.add_argument("--samples", "-S", type=int, nargs="+", help="teacher Monte Carlo samples S >= 1")
+    d.add_argument("--beta", type=float, nargs="+", help="per-class training fraction(s) β in (0, 1]")
+    for name, kind in _SCALARS.items():
+        d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+    d.add_argument("--threads", type=int, help="torch intra-op threads")
+    d.add_argument("--figures", type=Path, help="with --study: folder for the PNGs")
+    d.add_argument("--doc", type=Path, help="with --study: markdown file for the table")
+    d.set_defaults(func=distill_command)
+
+    r = sub.add_parser("report", help="tables (mean ± std over seeds) and plots from a results folder")
+    r.add_argument("folder", type=Path, help="a results folder written by `sgdbound distill`")
+    r.add_argument("--out", type=Path, help="where to write tables and PNGs (default: the folder)")
+    r.add_argument("--figures", type=Path, help="where to write the PNGs (default: --out)")
+    r.add_argument("--prefix", default="kd_", help="file-name prefix of the PNGs")
+    r.set_defaults(func=report_command)
+
+
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise ValueError("config files need Python >= 3.11 (tomllib); pass flags instead") from None
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+
+
+def _progress(i, total, config, result):
+    print(f"[{i}/{total}] {config.run_id}: final acc {100 * result.final_acc:.2f}%, "
+          f"best {100 * result.best_acc:.2f}%, conv. noise {100 * result.convergence_noise:.2f} pp", flush=True)
+
+
+def distill_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from sgdbound.io import atomic_write_text
+    from sgdbound.kd.report import run_rows, runs_csv
+    from sgdbound.kd.sweep import SWEEP_AXES, expand_grid, sweep
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.study == "small":
+        from sgdbound.kd.study import small_data_study
+
+        out = args.out or Path("runs/small_study")
+        command = "sgdbound " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+        result = small_data_study(out, seeds=len(args.seeds) if args.seeds else 5, threads=args.threads or 1,
+                                  figures=args.figures, doc=args.doc, command=command, progress=_progress)
+        print(result.table)
+        print(f"{result.runs} runs in {result.seconds:.0f} s; files: {', '.join(map(str, result.files))}")
+        return 0
+    settings = _load_config(args.config)
+    for dest, field_name in _AXES.items():
+        value = getattr(args, dest)
+        if value is not None:
+            settings[field_name] = value
+    for name in _SCALARS:
+        if getattr(args, name) is not None:
+            settings[name] = getattr(args, name)
+    out = args.out or Path(settings.pop("out", "runs/distill"))
+    settings.pop("out", None)
+    axes = {k: settings.pop(k) for k in SWEEP_AXES if k in settings}
+    configs = expand_grid(settings, **axes)  # validates everything before the first run
+    started = time.perf_counter()
+    results = sweep(configs, out, resume=args.resume, progress=_progress)
+    table = atomic_write_text(Path(out) / "results.csv", runs_csv(run_rows(results)))
+    print(f"{len(results)} run(s) in {time.perf_counter() - started:.1f} s; results under {out} ({table})")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from sgdbound.kd.report import write_report
+
+    report = write_report(args.folder, args.out, figures=args.figures, prefix=args.prefix)
+    print(report.table)
+    print("wrote " + ", ".join(str(p) for p in report.files))
+    return 0

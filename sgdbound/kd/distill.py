@@ -1,0 +1,255 @@
+"""One distillation run: fit a teacher, train a student on the distillation loss, checkpoint every epoch.
+
+A run is fully determined by its ``DistillConfig`` (the seed included): the few-shot subset, the teacher, the
+student's initialisation, the batch order and every Monte Carlo draw come from seeds derived from
+``config.seed``. Each epoch ends with an atomic checkpoint holding the student, the optimiser and scheduler, the
+batch-order generator, the global generator (dropout, redrawn teacher samples) and the history, so
+``distill(config, out, resume=True)`` after a kill finishes with exactly the result an uninterrupted run gives.
+The teacher's training-set probabilities are saved once (``teacher.pt``), so a resumed run does not refit it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from sgdbound.io import atomic_torch_save, provenance, read_json, write_json
+from sgdbound.kd.data import DATASETS, few_shot_indices, load_dataset
+from sgdbound.kd.loss import Convention, Temper, _enum, check_distillation_params, distillation_loss
+from sgdbound.kd.metrics import accuracy, convergence_noise, prob_metrics
+from sgdbound.kd.nets import NETS, make_net
+from sgdbound.kd.teachers import Teacher, check_teacher_name, make_teacher
+from sgdbound.kd.train import OptimConfig, batches, make_optimizer, predict_logits
+
+__all__ = ["DistillConfig", "DistillResult", "distill", "fit_teacher", "epochs_for"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Everything that defines a run. ``lam``: weight λ of the soft term; ``t_teacher``, ``t_student``: the
+    temperatures; ``samples``: S Monte Carlo samples of the teacher; ``beta``: per-class training fraction;
+    ``epochs``/``teacher_epochs``: passes over the (subset of the) training set, raised where needed to reach
+    ``min_steps``/``teacher_min_steps`` optimiser steps (few-shot subsets); ``last``: E, the window of the
+    convergence noise; ``redraw``: draw the teacher's samples afresh for every batch (the official script)
+    instead of once per training example (a teacher as a fixed function, the default)."""
+
+    dataset: str = "mnist1d"
+    teacher: str = "deterministic"
+    teacher_net: str = "cnn"
+    student: str = "mlp"
+    lam: float = 0.5
+    t_teacher: float = 1.0
+    t_student: float = 1.0
+    samples: int = 10
+    beta: float = 1.0
+    seed: int = 0
+    epochs: int = 20
+    min_steps: int = 0
+    teacher_epochs: int = 20
+    teacher_min_steps: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    schedule: str = "none"
+    teacher_lr: float = 1e-3
+    batch_size: int = 100
+    last: int = 5
+    convention: str = "official"
+    temper: str = "sample"
+    redraw: bool = False
+    teacher_options: dict = field(default_factory=dict)
+    teacher_net_options: dict = field(default_factory=dict)
+    student_options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
+        check_teacher_name(self.teacher)
+        for name in ("teacher_net", "student"):
+            value = getattr(self, name)
+            if value != "cnn" and value not in NETS:
+                raise ValueError(f"unknown {name} {value!r}; valid: cnn, {', '.join(sorted(NETS))}")
+        check_distillation_params(self.lam, self.t_teacher, self.t_student, self.samples, self.convention)
+        _enum(Convention, "convention", self.convention)
+        _enum(Temper, "temper", self.temper)
+        if not (0.0 < float(self.beta) <= 1.0):
+            raise ValueError(f"beta (per-class fraction) must lie in (0, 1], got {self.beta}")
+        for name in ("epochs", "last", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_epochs < 0 or self.min_steps < 0 or self.teacher_min_steps < 0:
+            raise ValueError("teacher_epochs, min_steps and teacher_min_steps must be >= 0")
+        OptimConfig(self.optimizer, self.lr, schedule=self.schedule, batch_size=self.batch_size)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def run_id(self) -> str:
+        """A readable folder name plus a hash of the whole config (so every setting tells runs apart)."""
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return (f"{self.dataset}_{self.teacher}_lam{self.lam:g}_tt{self.t_teacher:g}_ts{self.t_student:g}"
+                f"_S{self.samples}_b{self.beta:g}_seed{self.seed}_{digest}")
+
+    def teacher_key(self) -> tuple:
+        """What the fitted teacher depends on (runs that differ only in λ, temperatures or S share it)."""
+        return ("teacher", self.dataset, self.teacher, self.teacher_net, json.dumps(self.teacher_net_options,
+                sort_keys=True), json.dumps(self.teacher_options, sort_keys=True), self.beta, self.seed,
+                self.teacher_epochs, self.teacher_min_steps, self.teacher_lr, self.batch_size)
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """A finished run. Accuracies are fractions; ``test_acc`` ``(epochs,)`` per epoch; ``convergence_noise`` is
+    the std of the last ``last`` entries of ``test_acc``; ``teacher`` holds the teacher's test metrics with
+    ``samples`` samples at temperature 1 (None when λ = 0 and no teacher was used)."""
+
+    run_id: str
+    config: dict
+    train_size: int
+    epochs_run: int
+    test_acc: list
+    train_loss: list
+    final_acc: float
+    best_acc: float
+    convergence_noise: float
+    last: int
+    teacher: dict | None
+    seconds: float
+    provenance: dict
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistillResult:
+        payload = read_json(path)
+        return cls(**{f.name: payload[f.name] for f in dataclasses.fields(cls)})
+
+
+def epochs_for(n: int, batch_size: int, epochs: int, min_steps: int) -> int:
+    """``epochs``, raised so that at least ``min_steps`` optimiser steps are taken on ``n`` examples."""
+    per_epoch = math.ceil(n / batch_size)
+    return max(int(epochs), math.ceil(min_steps / per_epoch)) if min_steps else int(epochs)
+
+
+def fit_teacher(config: DistillConfig, x: torch.Tensor, y: torch.Tensor, cache: dict | None = None) -> Teacher:
+    """The run's teacher fitted on ``(x, y)``; reused from ``cache`` when an equal teacher was fitted before."""
+    key = config.teacher_key()
+    if cache is not None and key in cache:
+        return cache[key]
+    data = load_dataset(config.dataset)
+    optim = OptimConfig("adam", config.teacher_lr, batch_size=config.batch_size)
+    epochs = epochs_for(x.shape[0], config.batch_size, config.teacher_epochs, config.teacher_min_steps)
+    teacher = make_teacher(config.teacher, data, net=config.teacher_net, net_options=config.teacher_net_options,
+                           epochs=epochs, optim=optim, seed=config.seed + 1000, cache=cache,
+                           cache_key=f"{config.dataset}|beta={config.beta}|seed={config.seed}",
+                           **config.teacher_options).fit(x, y)
+    if cache is not None:
+        cache[key] = teacher
+    return teacher
+
+
+def _teacher_targets(teacher: Teacher, x: torch.Tensor, config: DistillConfig, seed: int | None = None):
+    if config.temper == Temper.MEAN.value:
+        mean = teacher.probs(x, config.samples, 1.0, seed=seed)
+        return torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1)
+    return teacher.probs(x, config.samples, config.t_teacher, seed=seed)
+
+
+def distill(config: DistillConfig, out: str | Path | None = None, *, resume: bool = False,
+            stop_after: int | None = None, cache: dict | None = None) -> DistillResult | None:
+    """Run ``config``; with ``out``, checkpoint to ``out/<run_id>/checkpoint.pt`` each epoch and write
+    ``result.json``. ``resume``: return a finished run's result as it is, or continue from its last checkpoint.
+    ``stop_after``: stop (returning None) once ``stop_after`` epochs are done, as a kill would.
+    ``cache``: a dict shared across runs to reuse fitted teachers and nets."""
+    started = time.perf_counter()
+    run_dir = None if out is None else Path(out) / config.run_id
+    if run_dir is not None and resume and (run_dir / "result.json").exists():
+        return DistillResult.load(run_dir / "result.json")
+    data = load_dataset(config.dataset)
+    sub = data.subset(few_shot_indices(data.y_train, config.beta, config.seed))
+    ckpt = None
+    if run_dir is not None and resume and (run_dir / "checkpoint.pt").exists():
+        ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+
+    teacher, targets, teacher_metrics = None, None, None
+    if config.lam > 0:
+        saved = None if run_dir is None or ckpt is None or not (run_dir / "teacher.pt").exists() else \
+            torch.load(run_dir / "teacher.pt", weights_only=False)
+        if saved is not None and not config.redraw:
+            targets, teacher_metrics = saved["targets"], saved["metrics"]
+        else:
+            teacher = fit_teacher(config, sub.x_train, sub.y_train, cache)
+            test_probs = teacher.probs(data.x_test, config.samples, 1.0)
+            teacher_metrics = dataclasses.asdict(prob_metrics(test_probs, data.y_test))
+            targets = None if config.redraw else _teacher_targets(teacher, sub.x_train, config)
+            if run_dir is not None:
+                atomic_torch_save({"targets": targets, "metrics": teacher_metrics}, run_dir / "teacher.pt")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 2000)
+        student = make_net(config.student, data.dim, data.num_classes, data.input_shape, **config.student_options)
+    epochs = epochs_for(sub.x_train.shape[0], config.batch_size, config.epochs, config.min_steps)
+    optim = OptimConfig(config.optimizer, config.lr, schedule=config.schedule, batch_size=config.batch_size)
+    opt, sched = make_optimizer(student.parameters(), optim, epochs)
+    generator = torch.Generator().manual_seed(config.seed + 3000)
+    history: dict[str, list] = {"test_acc": [], "train_loss": []}
+    start = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 4000)
+        if ckpt is not None:
+            student.load_state_dict(ckpt["student"])
+            opt.load_state_dict(ckpt["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(ckpt["scheduler"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            history, start = ckpt["history"], ckpt["epoch"]
+            log.info("%s: resuming after epoch %d", config.run_id, start)
+        for epoch in range(start, epochs):
+            student.train()
+            total, count = 0.0, 0
+            for idx in batches(sub.x_train.shape[0], config.batch_size, generator):
+                xb, yb = sub.x_train[idx], sub.y_train[idx]
+                if config.lam > 0:
+                    tb = targets[idx] if targets is not None else _teacher_targets(
+                        teacher, xb, config, seed=int(torch.randint(0, 2**31 - 1, ())))
+                else:
+                    tb = torch.full((xb.shape[0], data.num_classes), 1.0 / data.num_classes)
+                loss = distillation_loss(student(xb), yb, teacher_probs=tb, lam=config.lam,
+                                         t_teacher=config.t_teacher, t_student=config.t_student,
+                                         convention=config.convention)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total, count = total + loss.item() * xb.shape[0], count + xb.shape[0]
+            if sched is not None:
+                sched.step()
+            history["train_loss"].append(total / count)
+            history["test_acc"].append(accuracy(predict_logits(student, data.x_test), data.y_test))
+            if run_dir is not None:
+                atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": None if sched is None else sched.state_dict(),
+                                   "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                                   "history": history, "epoch": epoch + 1, "config": config.to_dict()},
+                                  run_dir / "checkpoint.pt")
+            if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < epochs:
+                return None
+
+    acc = history["test_acc"]
+    result = DistillResult(
+        run_id=config.run_id, config=config.to_dict(), train_size=int(sub.x_train.shape[0]), epochs_run=epochs,
+        test_acc=acc, train_loss=history["train_loss"], final_acc=acc[-1], best_acc=max(acc),
+        convergence_noise=convergence_noise(acc, config.last), last=config.last, teacher=teacher_metrics,
+        seconds=time.perf_counter() - started, provenance=provenance(config.seed))
+    if run_dir is not None:
+        write_json(run_dir / "result.json", dataclasses.asdict(result))
+    return result
+

@@ -1,0 +1,378 @@
+"""``simulate``: many SGD replicas, several configurations, one batched tensor program.
+
+Every replica of every configuration is a slice of the leading axis ``N = configs × replicas`` of the
+parameters; one step draws a ``(N, b)`` block of examples, forms targets with each configuration's supervision
+model, and updates all students with batched matrix products. Streaming draws fresh examples every step (the
+population objective); the finite sum draws a training set once and walks it in epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sgdbound._checks import check_nonnegative, check_positive
+from sgdbound.sim.optim import OPTIMIZERS
+from sgdbound.sim.optimum import LinearTheory, fit_linear, flat_distance_sq, linear_theory
+from sgdbound.sim.sampling import make_sampler
+from sgdbound.sim.students import ACTIVATION_GRADS, BatchedLinear, BatchedMLP
+from sgdbound.sim.trajectory import Trajectory
+from sgdbound.targets import Mix, OneHot, SupervisionModel
+from sgdbound.theory import decreasing_steps
+
+__all__ = ["simulate", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+STUDENTS = ("linear", "mlp")
+SAMPLING = ("reshuffle", "replacement")
+_EVAL_ELEMENTS = 2**24  # activations per evaluation chunk
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` is CUDA when available, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _as_list(value, name: str) -> list:
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ValueError(f"{name} must not be empty")
+        return list(value)
+    return [value]
+
+
+def _given_label_mean(noise: SupervisionModel, bcp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``E[t | x, y]`` for a fixed label ``y`` (what redrawn targets average to on a finite training set)."""
+    if isinstance(noise, OneHot):
+        return torch.nn.functional.one_hot(y, bcp.shape[1]).to(bcp.dtype)
+    if isinstance(noise, Mix):
+        hard = torch.nn.functional.one_hot(y, bcp.shape[1]).to(bcp.dtype)
+        return (1 - noise.lam) * hard + noise.lam * noise.teacher.mean(bcp)
+    return noise.mean(bcp)
+
+
+class _Evaluator:
+    """Metrics of ``N`` students on one fixed evaluation sample."""
+
+    def __init__(self, x, y, bcp, width: int):
+        self.x, self.y, self.bcp = x, y, bcp
+        self.neg_entropy = torch.where(bcp > 0, bcp * bcp.clamp_min(1e-300).log(), torch.zeros_like(bcp)).sum(1).mean()
+        self.chunk = max(1, _EVAL_ELEMENTS // (x.shape[0] * max(width, bcp.shape[1])))
+
+    @torch.no_grad()
+    def __call__(self, student) -> dict[str, torch.Tensor]:
+        n = student.params[0].shape[0]
+        out: dict[str, list[torch.Tensor]] = {k: [] for k in ("excess_risk", "ce", "accuracy", "l2_bcp", "ece")}
+        for start in range(0, n, self.chunk):
+            part = student.params_for(slice(start, min(n, start + self.chunk)))
+            m = part.params[0].shape[0]
+            logits = part.logits(self.x.expand(m, *self.x.shape))
+            logq = torch.log_softmax(logits, -1)
+            q = logq.exp()
+            out["excess_risk"].append(self.neg_entropy - (self.bcp * logq).sum(-1).mean(-1))
+            out["ce"].append(-logq.gather(-1, self.y.expand(m, -1)[..., None])[..., 0].mean(-1))
+            conf, pred = q.max(-1)
+            correct = (pred == self.y).to(q.dtype)
+            out["accuracy"].append(correct.mean(-1))
+            out["l2_bcp"].append((q - self.bcp).norm(dim=-1).mean(-1))
+            bins = (conf * 10).ceil().long().clamp(1, 10) - 1
+            gaps = torch.zeros(m, 10, dtype=q.dtype, device=q.device).scatter_add_(1, bins, conf - correct)
+            out["ece"].append(gaps.abs().sum(1) / self.x.shape[0])
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+_ONEHOT = OneHot()
+
+
+def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequence[SupervisionModel] = _ONEHOT,
+             lr: float | Sequence[float] = 0.01, steps: int = 10_000, replicas: int = 256, stream: bool = True,
+             init="optimum", seed: int = 0, device: str | torch.device = "auto", dtype: torch.dtype = torch.float32,
+             record_every: int = 100, momentum: float = 0.0, batch_size: int = 1, hidden=(128, 128),
+             activation: str = "relu", optimizer: str = "sgd", schedule: str = "constant",
+             train_size: int | None = None, epochs: int | None = None, redraw: bool = False,
+             sampling: str = "reshuffle", eval_size: int = 2048, theory_samples: int = 32768,
+             progress: bool = False) -> Trajectory | list[Trajectory]:
+    """Run ``replicas`` independent SGD runs of a student on ``problem`` for each configuration.
+
+    Setting: ``problem`` has exact BCPs (``sgdbound.data``); the student is ``"linear"`` (``LinearSoftmax``) or
+    ``"mlp"`` (``hidden`` widths, ``activation`` in relu/tanh/softplus); targets come from ``noise`` (a
+    supervision model). Configurations: ``noise`` and ``lr`` may be lists (broadcast against each other); the
+    result is then a list of ``Trajectory``, one per configuration, all computed in one batched program.
+
+    Algorithm: ``optimizer="sgd"`` (heavy ball when ``momentum > 0``, as ``torch.optim.SGD``) or ``"adam"``;
+    ``schedule="constant"`` or ``"decreasing"`` (Gower et al. 2019, Thm 3.2, from the local constants; linear
+    students); minibatch ``batch_size``. ``stream=True`` draws fresh examples each step; ``stream=False`` draws a
+    training set of ``train_size`` once and runs ``epochs`` epochs (``steps`` is then derived), each replica
+    reshuffling per epoch (``sampling="reshuffle"``) or drawing batches independently (``"replacement"``).
+    Finite-sum targets are drawn once per training example (a teacher is a fixed function) and shared by the
+    replicas; ``redraw=True`` draws them afresh at every visit.
+
+    Start: ``init="optimum"`` (linear students: the configuration's optimum), ``"random"`` (seeded) or
+    parameters ``(weight (K, d), bias (K,))`` (linear) / ``[(weight (out, in), bias (out,)), ...]`` (MLP).
+
+    Records every ``record_every`` steps (and the last): see ``Trajectory``. Distances are to the optimum of the
+    objective being run: the Bayes-linear parameters (streaming, realizable, unbiased targets) or the float64
+    minimiser of the mean cross-entropy to the mean targets on a large reference sample (streaming otherwise)
+    or on the training set (finite sum). For linear students, the theory for the same run
+    (``predicted_stationary``, ``bound``) is computed at that optimum.
+
+    Returns ``Trajectory`` (or a list). Reproducible bit for bit on the CPU for a given ``seed``.
+
+    Example::
+
+        >>> gm = GaussianMixture.reference(seed=0).standardized()
+        >>> traj = simulate(gm, noise=OneHot(), lr=0.005, steps=2000, replicas=128)
+        >>> traj.plateau(), traj.predicted_stationary
+    """
+    noises = _as_list(noise, "noise")
+    lrs = _as_list(lr, "lr")
+    if len(noises) > 1 and len(lrs) > 1 and len(noises) != len(lrs):
+        raise ValueError(f"noise ({len(noises)}) and lr ({len(lrs)}) lists must have the same length to broadcast")
+    configs = max(len(noises), len(lrs))
+    noises = noises * configs if len(noises) == 1 else noises
+    lrs = [check_positive("lr", v) for v in (lrs * configs if len(lrs) == 1 else lrs)]
+    many = isinstance(noise, (list, tuple)) or isinstance(lr, (list, tuple))
+    for item in noises:
+        if not isinstance(item, SupervisionModel):
+            raise ValueError(f"noise must be a SupervisionModel (sgdbound.targets), got {type(item).__name__}")
+    if student not in STUDENTS:
+        raise ValueError(f"student must be one of {STUDENTS}, got {student!r}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if schedule not in ("constant", "decreasing"):
+        raise ValueError(f"schedule must be 'constant' or 'decreasing', got {schedule!r}")
+    if schedule == "decreasing" and (student != "linear" or optimizer != "sgd"):
+        raise ValueError("schedule='decreasing' needs a linear student and optimizer='sgd'")
+    if sampling not in SAMPLING:
+        raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
+    check_nonnegative("momentum", momentum)
+    if momentum and optimizer != "sgd":
+        raise ValueError("momentum applies to optimizer='sgd' (Adam has its own betas)")
+    for name, value in (("replicas", replicas), ("batch_size", batch_size), ("record_every", record_every)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    if isinstance(eval_size, bool) or int(eval_size) != eval_size or eval_size < 0:
+        raise ValueError(f"eval_size must be a non-negative integer (0 skips the evaluation metrics), got {eval_size}")
+    if student == "mlp" and activation not in ACTIVATION_GRADS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATION_GRADS)}, got {activation!r}")
+    if isinstance(init, str) and init not in ("optimum", "random"):
+        raise ValueError(f"init must be 'optimum', 'random' or parameters, got {init!r}")
+    if student == "mlp" and isinstance(init, str) and init == "optimum":
+        raise ValueError("an MLP student has no closed-form optimum: use init='random' or give parameters")
+    if stream:
+        if train_size is not None or epochs is not None:
+            raise ValueError("train_size and epochs are for stream=False (finite sum)")
+        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps}")
+    else:
+        if train_size is None or train_size < batch_size:
+            raise ValueError(f"stream=False needs train_size >= batch_size, got {train_size}")
+        if epochs is not None:
+            steps = int(epochs) * (int(train_size) // batch_size)
+        if steps is None or steps < 1:
+            raise ValueError("stream=False needs epochs (or steps)")
+
+    dev = resolve_device(device)
+    sampler = make_sampler(problem, dev, dtype)
+    num_classes, dim = problem.num_classes, problem.dim
+    n_total = configs * replicas
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    init_gen = torch.Generator(device=dev).manual_seed(seed + 1_000_003)
+    config_of = torch.arange(configs, device=dev).repeat_interleave(replicas)
+    lr_vec = torch.tensor(lrs, dtype=dtype, device=dev)[config_of]
+
+    # -- data: evaluation sample, and the training set for finite sums (float64 BCPs, then cast) -----------
+    evaluation = problem.sample(eval_size, seed=seed + 2_000_003).to(device=dev, dtype=dtype) if eval_size else None
+    train = targets_fixed = None
+    if not stream:
+        train = problem.sample(int(train_size), seed=seed + 3_000_017)
+        target_gen = torch.Generator().manual_seed(seed + 4_000_037)
+        targets_fixed = torch.stack([c._sample(train.bcp, train.y, target_gen) for c in noises])  # (C, n, K) f64
+
+    # -- theory and optima (linear students) -----------------------------------------------------------------
+    theories: list[LinearTheory | None] = [None] * configs
+    if student == "linear":
+        theories = _linear_theories(problem, noises, lrs, stream, train, targets_fixed, redraw, sampling,
+                                    batch_size, momentum, optimizer, schedule, seed, theory_samples)
+
+    # -- students ---------------------------------------------------------------------------------------------
+    if student == "linear":
+        if isinstance(init, str) and init == "optimum":
+            weight = torch.stack([th.weight for th in theories]).to(device=dev, dtype=dtype)[config_of]
+            bias = torch.stack([th.bias for th in theories]).to(device=dev, dtype=dtype)[config_of]
+            model = BatchedLinear(weight.transpose(1, 2).contiguous(), bias.contiguous())
+        else:
+            model = BatchedLinear.init(n_total, dim, num_classes, init, init_gen, dev, dtype)
+        width = num_classes
+    else:
+        widths = [dim, *([int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]), num_classes]
+        model = BatchedMLP.init(n_total, widths, activation, init, init_gen, dev, dtype)
+        width = max(widths)
+    opt = OPTIMIZERS[optimizer](model.params, momentum=momentum) if optimizer == "sgd" else \
+        OPTIMIZERS[optimizer](model.params)
+    evaluate = _Evaluator(evaluation.x, evaluation.y, evaluation.bcp, width) if evaluation is not None else None
+    if student == "linear":
+        opt_w = torch.stack([th.weight for th in theories]).to(device=dev, dtype=dtype)[config_of]
+        opt_b = torch.stack([th.bias for th in theories]).to(device=dev, dtype=dtype)[config_of]
+
+    # -- step sizes per step ---------------------------------------------------------------------------------
+    schedule_table = None
+    if schedule == "decreasing":
+        table = np.stack([decreasing_steps(mu=th.mu, smoothness=th.smoothness, steps=int(steps))
+                          for th in theories], 1)
+        schedule_table = torch.tensor(table, dtype=dtype, device=dev)  # (steps, C)
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    groups = _noise_groups(noises, replicas)
+    if not stream:
+        x_train = train.x.to(device=dev, dtype=dtype)
+        y_train = train.y.to(dev)
+        bcp_train = train.bcp.to(device=dev, dtype=dtype)
+        t_train = targets_fixed.to(device=dev, dtype=dtype)
+        n_train = x_train.shape[0]
+        per_epoch = n_train // batch_size
+        order = None
+
+    records: dict[str, list[torch.Tensor]] = {k: [] for k in ("dist_sq", "excess_risk", "ce", "accuracy",
+                                                             "l2_bcp", "ece")}
+    record_steps: list[int] = []
+
+    def record(t: int) -> None:
+        if evaluate is not None:
+            metrics = evaluate(model)
+        else:
+            nan = torch.full((n_total,), float("nan"), dtype=dtype, device=dev)
+            metrics = {k: nan for k in ("excess_risk", "ce", "accuracy", "l2_bcp", "ece")}
+        if student == "linear":
+            metrics["dist_sq"] = flat_distance_sq(model.weight, model.bias, opt_w, opt_b)
+        else:
+            metrics["dist_sq"] = torch.full((n_total,), float("nan"), dtype=dtype, device=dev)
+        for key, value in metrics.items():
+            records[key].append(value.double().cpu())
+        record_steps.append(t)
+
+    record(0)
+    init_cov = None
+    if student == "linear":
+        delta = torch.cat([model.weight - opt_w, (model.bias - opt_b)[..., None]], -1).double().cpu()
+        delta = (delta - delta.mean(1, keepdim=True)).reshape(configs, replicas, -1)
+        init_cov = torch.einsum("crp,crq->cpq", delta, delta) / replicas
+    bar = tqdm(total=int(steps), disable=not progress, desc="simulate", unit="step", leave=False)
+    for t in range(int(steps)):
+        if stream:
+            x, y, bcp = sampler.draw((n_total, batch_size), gen)
+            targets = _targets(groups, bcp, y, gen, num_classes)
+        else:
+            if sampling == "reshuffle":
+                within = t % per_epoch
+                if within == 0:
+                    order = torch.argsort(torch.rand(n_total, n_train, generator=gen, device=dev), dim=1)
+                idx = order[:, within * batch_size:(within + 1) * batch_size]
+            else:
+                idx = torch.randint(n_train, (n_total, batch_size), generator=gen, device=dev)
+            x = x_train[idx]
+            if redraw:
+                targets = _targets(groups, bcp_train[idx], y_train[idx], gen, num_classes)
+            else:
+                targets = t_train[config_of[:, None], idx]
+        if student == "linear":
+            logits = model.logits(x)
+        else:
+            cache = model.forward_with_cache(x)
+            logits = cache[0]
+        q = torch.softmax(logits, -1)
+        residual = targets.sum(-1, keepdim=True) * q - targets
+        grads = model.gradients(x, residual) if student == "linear" else model.gradients_from_cache(cache, residual)
+        step_lr = lr_vec if schedule_table is None else schedule_table[t][config_of]
+        opt.step(grads, step_lr)
+        if (t + 1) % record_every == 0 or t + 1 == steps:
+            record(t + 1)
+            bar.update((t + 1) - bar.n)
+    bar.close()
+
+    stacked = {k: torch.stack(v, 1).numpy() for k, v in records.items()}  # (N, records)
+    base_config = {
+        "problem": repr(problem), "student": student, "steps": int(steps), "replicas": replicas, "stream": stream,
+        "init": init if isinstance(init, str) else "given", "device": str(dev), "dtype": str(dtype),
+        "record_every": record_every, "momentum": momentum, "batch_size": batch_size,
+        "hidden": list(hidden) if student == "mlp" and not isinstance(hidden, int) else hidden,
+        "activation": activation, "optimizer": optimizer, "schedule": schedule, "train_size": train_size,
+        "epochs": epochs, "redraw": redraw, "sampling": sampling, "eval_size": eval_size,
+    }
+    out = []
+    for c in range(configs):
+        rows = slice(c * replicas, (c + 1) * replicas)
+        theory = theories[c]
+        config = dict(base_config, noise=repr(noises[c]), lr=lrs[c])
+        traj = Trajectory(steps=np.asarray(record_steps), config=config, seed=seed,
+                          **{k: v[rows] for k, v in stacked.items()})
+        if theory is not None:
+            traj = replace(traj, constants=theory.constants(), optimum=(theory.weight, theory.bias))
+            if optimizer == "sgd" and schedule == "constant":
+                traj.predicted_stationary = theory.predicted_stationary
+                if momentum == 0.0:
+                    traj.bound = theory.bound(lrs[c], float(traj.dist_sq[:, 0].mean()))
+                    traj.predicted_curve = theory.predicted_curve(traj.steps, lrs[c], init_cov[c])
+        out.append(traj)
+    return out if many else out[0]
+
+
+def _noise_groups(noises: list[SupervisionModel], replicas: int) -> list[tuple[SupervisionModel, slice]]:
+    """Runs of consecutive configurations sharing one supervision model, as replica slices."""
+    groups: list[tuple[SupervisionModel, slice]] = []
+    for c, item in enumerate(noises):
+        if groups and groups[-1][0] == item:
+            groups[-1] = (item, slice(groups[-1][1].start, (c + 1) * replicas))
+        else:
+            groups.append((item, slice(c * replicas, (c + 1) * replicas)))
+    return groups
+
+
+def _targets(groups, bcp: torch.Tensor, y: torch.Tensor, gen: torch.Generator, num_classes: int) -> torch.Tensor:
+    if len(groups) == 1:
+        model = groups[0][0]
+        return model._sample(bcp.reshape(-1, num_classes), y.reshape(-1), gen).reshape(bcp.shape)
+    out = torch.empty_like(bcp)
+    for model, rows in groups:
+        part = bcp[rows]
+        out[rows] = model._sample(part.reshape(-1, num_classes), y[rows].reshape(-1), gen).reshape(part.shape)
+    return out
+
+
+def _linear_theories(problem, noises, lrs, stream, train, targets_fixed, redraw, sampling, batch_size, momentum,
+                     optimizer, schedule, seed, theory_samples) -> list[LinearTheory]:
+    """The optimum and theory of each configuration (float64, CPU)."""
+    try:
+        bayes = problem.bayes_linear()
+    except ValueError:
+        bayes = None
+    theories = []
+    predict = optimizer == "sgd" and schedule == "constant"
+    if stream:
+        reference = problem.sample(int(theory_samples), seed=seed + 5_000_011)
+        for noise, lr in zip(noises, lrs):
+            mean = noise.mean(reference.bcp)
+            if bayes is not None and not noise.biased:
+                weight, bias = bayes
+                weight, bias = weight - weight.mean(0), bias - bias.mean()
+            else:
+                weight, bias = fit_linear(reference.x, mean, init=bayes)
+            theories.append(linear_theory(reference.x, reference.bcp, mean, weight, bias, noise_model=noise,
+                                          batch=batch_size, step=lr, momentum=momentum, predict=predict))
+        return theories
+    n = train.x.shape[0]
+    for c, (noise, lr) in enumerate(zip(noises, lrs)):
+        fixed = _given_label_mean(noise, train.bcp, train.y) if redraw else targets_fixed[c]
+        weight, bias = fit_linear(train.x, fixed, init=bayes)
+        theories.append(linear_theory(train.x, train.bcp, fixed, weight, bias, fixed_targets=fixed, n=n,
+                                      batch=batch_size, step=lr, momentum=momentum,
+                                      predict=predict and not redraw and sampling == "replacement"))
+    return theories

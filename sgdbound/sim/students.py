@@ -1,0 +1,148 @@
+"""Students for many replicas at once: parameters carry a leading replica axis ``N``.
+
+Forward and backward are written out with batched matrix products (``baddbmm``/``bmm``), so one step of
+``N`` replicas costs a few kernel launches whatever ``N`` is. The cross-entropy's logit gradient uses the
+full formula ``r = (Σ t) q − t`` (targets off the simplex are allowed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["BatchedLinear", "BatchedMLP", "ACTIVATION_GRADS"]
+
+
+def _relu(a):
+    return torch.relu(a)
+
+
+def _relu_grad(a, h):
+    return (a > 0).to(a.dtype)
+
+
+def _tanh(a):
+    return torch.tanh(a)
+
+
+def _tanh_grad(a, h):
+    return 1 - h * h
+
+
+def _softplus_grad(a, h):
+    return torch.sigmoid(a)
+
+
+ACTIVATION_GRADS = {
+    "relu": (_relu, _relu_grad),
+    "tanh": (_tanh, _tanh_grad),
+    "softplus": (torch.nn.functional.softplus, _softplus_grad),
+}
+
+
+class BatchedLinear:
+    """``N`` linear-softmax students: ``weight`` ``(N, d, K)`` (stored transposed) and ``bias`` ``(N, K)``."""
+
+    def __init__(self, weight_t: torch.Tensor, bias: torch.Tensor):
+        self.params = [weight_t, bias]
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """``(N, K, d)`` in the ``LinearSoftmax`` layout."""
+        return self.params[0].transpose(1, 2)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.params[1]
+
+    @classmethod
+    def init(cls, n: int, dim: int, num_classes: int, init, generator, device, dtype) -> BatchedLinear:
+        if isinstance(init, tuple):
+            weight, bias = init
+            w = weight.to(device=device, dtype=dtype).T.expand(n, dim, num_classes).clone()
+            return cls(w, bias.to(device=device, dtype=dtype).expand(n, num_classes).clone())
+        if init == "random":
+            scale = 1 / math.sqrt(dim)
+            w = scale * torch.randn(n, dim, num_classes, generator=generator, device=device, dtype=dtype)
+            b = scale * torch.randn(n, num_classes, generator=generator, device=device, dtype=dtype)
+            return cls(w, b)
+        raise ValueError(f"init must be 'optimum', 'random' or a (weight, bias) tuple, got {init!r}")
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(N, m, d)`` → ``(N, m, K)``."""
+        return torch.matmul(x, self.params[0]) + self.params[1][:, None, :]
+
+    def gradients(self, x: torch.Tensor, residual: torch.Tensor) -> list[torch.Tensor]:
+        """Mean-over-batch gradients for the logit residual ``r`` ``(N, b, K)``."""
+        if x.shape[1] == 1:  # one example per replica: an outer product, cheaper elementwise than bmm
+            return [x.transpose(1, 2) * residual, residual[:, 0]]
+        scaled = residual / x.shape[1]
+        return [torch.bmm(x.transpose(1, 2), scaled), scaled.sum(1)]
+
+    def params_for(self, chunk: slice) -> BatchedLinear:
+        return BatchedLinear(self.params[0][chunk], self.params[1][chunk])
+
+
+class BatchedMLP:
+    """``N`` MLPs ``d → hidden… → K``: weights ``(N, in, out)``, biases ``(N, out)``; the last pair is the head."""
+
+    def __init__(self, params: list[torch.Tensor], activation: str):
+        if activation not in ACTIVATION_GRADS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATION_GRADS)} for the simulator, "
+                             f"got {activation!r}")
+        self.params, self.activation = params, activation
+        self._act, self._act_grad = ACTIVATION_GRADS[activation]
+
+    @classmethod
+    def init(cls, n: int, widths: list[int], activation: str, init, generator, device, dtype) -> BatchedMLP:
+        """PyTorch's default ``nn.Linear`` initialisation, independently per replica (``init="random"``), or a
+        given ``nn.Module``-style list ``[(weight (out, in), bias (out,)), ...]`` copied to every replica."""
+        params = []
+        if isinstance(init, (list, tuple)) and init and isinstance(init[0], tuple):
+            for weight, bias in init:
+                params += [weight.to(device=device, dtype=dtype).T.expand(n, *weight.T.shape).clone(),
+                           bias.to(device=device, dtype=dtype).expand(n, bias.numel()).clone()]
+            return cls(params, activation)
+        if init != "random":
+            raise ValueError(f"MLP students start from init='random' or a list of (weight, bias); got {init!r}")
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            bound = 1 / math.sqrt(fan_in)
+            w = (2 * torch.rand(n, fan_in, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
+            b = (2 * torch.rand(n, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
+            params += [w, b]
+        return cls(params, activation)
+
+    def _forward(self, x: torch.Tensor):
+        pre, post = [], [x]
+        h = x
+        layers = len(self.params) // 2
+        for i in range(layers):
+            a = torch.baddbmm(self.params[2 * i + 1][:, None, :], h, self.params[2 * i])
+            if i == layers - 1:
+                return a, pre, post
+            h = self._act(a)
+            pre.append(a)
+            post.append(h)
+        raise AssertionError("unreachable")
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)[0]
+
+    def forward_with_cache(self, x: torch.Tensor):
+        return self._forward(x)
+
+    def gradients_from_cache(self, cache, residual: torch.Tensor) -> list[torch.Tensor]:
+        _, pre, post = cache
+        delta = residual / residual.shape[1]
+        layers = len(self.params) // 2
+        grads: list[torch.Tensor] = [None] * len(self.params)  # type: ignore[list-item]
+        for i in reversed(range(layers)):
+            grads[2 * i] = torch.bmm(post[i].transpose(1, 2), delta)
+            grads[2 * i + 1] = delta.sum(1)
+            if i:
+                delta = torch.bmm(delta, self.params[2 * i].transpose(1, 2)) * self._act_grad(pre[i - 1], post[i])
+        return grads
+
+    def params_for(self, chunk: slice) -> BatchedMLP:
+        return BatchedMLP([p[chunk] for p in self.params], self.activation)

@@ -1,0 +1,82 @@
+"""``sgdbound distill`` and ``sgdbound report`` on tiny settings, config files, bad input, the study path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sgdbound.cli import main
+from sgdbound.kd.study import small_data_study
+
+TINY_FLAGS = ["--dataset", "mixture", "--teacher-net", "mlp", "--student", "mlp", "--epochs", "2",
+              "--teacher-epochs", "1", "--batch-size", "100", "--last", "2"]
+
+
+@pytest.mark.slow
+def test_distill_sweep_then_report(tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["distill", *TINY_FLAGS, "--teacher", "deterministic", "mc_dropout", "--lam", "0", "0.5", "--seeds", "0",
+            "1", "--beta", "1", "0.1", "--samples", "1", "4", "--out", str(out)]
+    assert main(argv) == 0
+    runs = sorted(out.glob("*/result.json"))
+    assert len(runs) == 2 * 2 * (1 + 2 * 2)  # seeds × β × (λ=0 once + teachers × S)
+    assert main(argv + ["--resume"]) == 0  # finished runs are skipped
+    assert "[20/20]" in capsys.readouterr().out
+    assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    printed = capsys.readouterr().out
+    assert "| mixture | 0.1 |" in printed and "mc_dropout" in printed and " ± " in printed
+    for name in ("results.csv", "summary.md", "kd_accuracy_by_teacher.png", "kd_convergence_noise.png",
+                 "kd_few_shot.png", "kd_accuracy_vs_samples.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 0
+    header = (tmp_path / "rep" / "results.csv").read_text().splitlines()[0]
+    assert "git_commit" in header and "convergence_noise" in header
+
+
+def test_config_file_with_flag_override(tmp_path):
+    config = tmp_path / "kd.toml"
+    config.write_text('dataset = "mixture"\nteacher_net = "mlp"\nstudent = "mlp"\nepochs = 1\nteacher_epochs = 1\n'
+                      'teacher = ["ensemble"]\nlam = [0.5]\nseed = [3]\nt_teacher = [2.0]\nt_student = [2.0]\n'
+                      f'convention = "hinton"\nout = "{tmp_path / "from_file"}"\n'
+                      '[teacher_options.ensemble]\nmembers = 2\n')
+    assert main(["distill", "--config", str(config), "--samples", "2"]) == 0
+    (result,) = (tmp_path / "from_file").glob("*/result.json")
+    payload = json.loads(result.read_text())["config"]
+    assert payload["seed"] == 3 and payload["samples"] == 2 and payload["teacher_options"] == {"members": 2}
+    assert payload["convention"] == "hinton"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--teacher", "gp"], "unknown teacher 'gp'; valid: deterministic, vi, laplace, mc_dropout, ensemble"),
+    (["--dataset", "cifar100"], "unknown dataset 'cifar100'; valid: digits, mixture, mnist1d"),
+    (["--lam", "1.5"], "lam must lie in [0, 1]"),
+    (["--lam", "-0.1"], "lam must lie in [0, 1]"),
+    (["--t-teacher", "0"], "t_teacher must be a positive"),
+    (["--t-student", "-1"], "t_student must be a positive"),
+    (["--samples", "0"], "samples (S) must be an integer >= 1"),
+    (["--beta", "2"], "beta"),
+    (["--convention", "hinton", "--t-teacher", "2", "--t-student", "1"], "one temperature"),
+    (["--config", "/nonexistent/kd.toml"], "does not exist"),
+])
+def test_bad_input_is_refused_before_any_run(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert main(["distill", *argv, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_on_missing_folder(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_small_study_path_on_tiny_settings(tmp_path):
+    result = small_data_study(tmp_path / "study", seeds=2, figures=tmp_path / "fig", doc=tmp_path / "doc.md",
+                              dataset="mixture", teacher_net="mlp", epochs=2, min_steps=0, teacher_epochs=1,
+                              teacher_min_steps=0, samples=2, axes={"beta": [1.0, 0.1]})
+    assert result.runs == 2 * 2 * 6
+    text = (tmp_path / "doc.md").read_text()
+    assert "wall time" in text and "| mixture | 0.1 |" in text and "ensemble" in text
+    assert (tmp_path / "fig" / "kd_few_shot.png").exists() and not (tmp_path / "fig" / "results.csv").exists()
+    assert (tmp_path / "study" / "results.csv").exists()

@@ -1,0 +1,111 @@
+"""Distillation runs: resume after a kill gives the same final metrics; sweeps skip finished runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from sgdbound.kd.distill import DistillConfig, distill, epochs_for
+from sgdbound.kd.sweep import expand_grid, sweep
+
+TINY = dict(dataset="mixture", teacher_net="mlp", student="mlp", teacher_net_options={"hidden": [16]},
+            student_options={"hidden": [16]}, epochs=5, teacher_epochs=2, samples=3, beta=0.2, batch_size=50,
+            last=3)
+
+
+def _same(a, b):
+    assert a.test_acc == b.test_acc and a.train_loss == b.train_loss
+    assert (a.final_acc, a.best_acc, a.convergence_noise, a.teacher) == (b.final_acc, b.best_acc,
+                                                                           b.convergence_noise, b.teacher)
+
+
+@pytest.mark.parametrize("extra", [
+    dict(teacher="deterministic", lam=0.5),
+    # redrawn VI samples and student dropout: the global generator's state must travel in the checkpoint
+    dict(teacher="vi", lam=0.7, t_teacher=2.0, t_student=2.0, redraw=True, student_options={"hidden": [16],
+                                                                                            "dropout": 0.3}),
+    dict(teacher="mc_dropout", lam=1.0, optimizer="sgd", lr=0.05, schedule="cosine"),
+])
+def test_resume_after_kill_gives_same_result(tmp_path, extra):
+    config = DistillConfig(**{**TINY, **extra})
+    whole = distill(config, tmp_path / "whole")
+    assert distill(config, tmp_path / "killed", stop_after=2) is None
+    checkpoint = tmp_path / "killed" / config.run_id / "checkpoint.pt"
+    assert checkpoint.exists() and not (tmp_path / "killed" / config.run_id / "result.json").exists()
+    resumed = distill(config, tmp_path / "killed", resume=True)
+    _same(whole, resumed)
+    assert resumed.epochs_run == 5 and len(resumed.test_acc) == 5
+
+
+def test_result_file_has_provenance_and_config(tmp_path):
+    config = DistillConfig(**TINY, teacher="ensemble", teacher_options={"members": 2})
+    result = distill(config, tmp_path)
+    payload = json.loads((tmp_path / config.run_id / "result.json").read_text())
+    assert payload["config"]["teacher_options"] == {"members": 2}
+    assert payload["provenance"]["sgdbound_version"] and "git_commit" in payload["provenance"]
+    assert payload["provenance"]["seed"] == 0 and payload["last"] == 3
+    from sgdbound.kd.data import few_shot_count, load_dataset
+
+    counts = load_dataset("mixture").y_train.bincount().tolist()
+    assert result.train_size == sum(few_shot_count(n, 0.2) for n in counts)
+    assert 0 <= result.final_acc <= result.best_acc <= 1
+    # resume of a finished run returns it without training
+    again = distill(config, tmp_path, resume=True)
+    assert again.seconds == result.seconds
+
+
+def test_lambda_zero_needs_no_teacher():
+    result = distill(DistillConfig(**{**TINY, "lam": 0.0, "teacher": "laplace"}))
+    assert result.teacher is None
+
+
+def test_min_steps_raise_epochs():
+    assert epochs_for(200, 100, 5, 0) == 5
+    assert epochs_for(200, 100, 5, 300) == 150
+    assert epochs_for(4000, 100, 15, 300) == 15
+
+
+def test_sweep_grid_and_skip(tmp_path):
+    base = {**TINY, "epochs": 2, "teacher_options": {"ensemble": {"members": 2}}}
+    configs = expand_grid(base, teacher=["deterministic", "ensemble"], lam=[0.0, 0.5], seed=[0, 1], samples=[1, 2])
+    # λ = 0 runs are kept once per seed (the teacher is unused): 2 seeds + 2 teachers × 2 S × 2 seeds
+    assert len(configs) == 2 + 8
+    assert all(c.teacher_options == {"members": 2} for c in configs if c.teacher == "ensemble" and c.lam > 0)
+    seen = []
+    sweep(configs, tmp_path, progress=lambda i, n, c, r: seen.append(r.seconds))
+    again = []
+    sweep(configs, tmp_path, progress=lambda i, n, c, r: again.append(r.seconds))
+    assert sorted(again) == sorted(seen)  # loaded from result.json, not rerun
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(teacher="bogus"), "unknown teacher 'bogus'; valid: deterministic, vi, laplace"),
+    (dict(dataset="cifar"), "unknown dataset 'cifar'; valid: digits, mixture, mnist1d"),
+    (dict(lam=1.2), "lam must lie in"),
+    (dict(t_teacher=0.0), "t_teacher must be a positive"),
+    (dict(t_student=-2.0), "t_student must be a positive"),
+    (dict(samples=0), "samples"),
+    (dict(beta=0.0), "beta"),
+    (dict(student="resnet"), "unknown student"),
+    (dict(optimizer="lbfgs"), "optimizer must be one of"),
+])
+def test_bad_config_refused_up_front(bad, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**{**TINY, **bad})
+
+
+@pytest.mark.parametrize("axes,match", [(dict(teacher=["vi", "bogus"]), "unknown teacher 'bogus'"),
+                                        (dict(lam=[0.5, -0.5]), "lam must lie in"),
+                                        (dict(samples=[4, 0]), "samples"),
+                                        (dict(momentum=[0.9]), "cannot sweep over")])
+def test_sweep_refuses_bad_values_before_running(tmp_path, axes, match):
+    with pytest.raises(ValueError, match=match):
+        expand_grid(TINY, **axes)
+
+
+def test_run_ids_tell_configs_apart():
+    a = DistillConfig(**TINY)
+    assert a.run_id != dataclasses.replace(a, lr=2e-3).run_id
+    assert a.run_id == DistillConfig(**TINY).run_id
