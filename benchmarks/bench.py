@@ -3,7 +3,8 @@
 Each benchmark is a function registered in ``BENCHMARKS``; it returns a dict with at least ``value`` (the
 measured figure), ``unit``, ``goal`` (a readable target), ``ok`` (whether the goal is met) and ``detail``
 (how it was measured). Run all with ``python benchmarks/bench.py``, one with ``--only NAME``; ``--list``
-names them. One line is printed per benchmark; the exit status is 1 when a goal is missed (``--no-fail`` keeps
+names them; ``--threads N`` fixes torch's thread count (both sides of a ratio run with the same setting).
+One line is printed per benchmark; the exit status is 1 when a goal is missed (``--no-fail`` keeps
 it 0). To add a benchmark, write a function returning such a dict and append ``("name", function)`` to
 ``BENCHMARKS``.
 """
@@ -119,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=[name for name, _ in BENCHMARKS], help="run one benchmark")
     parser.add_argument("--list", action="store_true", help="name the benchmarks and exit")
     parser.add_argument("--no-fail", action="store_true", help="exit 0 even when a goal is missed")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         CHILDREN[args.child]()
         return 0

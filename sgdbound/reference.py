@@ -227,14 +227,22 @@ def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor,
 # -- curvature ---------------------------------------------------------------------------------------------
 def _flat_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor):
     """A closure ``θ ↦ (1/n) Σ_i −Σ_k t_ik log q_k(x_i; θ)`` on the flat parameter vector."""
-    names = [name for name, _ in model.named_parameters()]
     shapes = [p.shape for p in model.parameters()]
     sizes = [p.numel() for p in model.parameters()]
+    # every name a parameter is reachable under (shared layers), each mapped to its position in the vector
+    position = {id(p): i for i, p in enumerate(model.parameters())}
+    every_name, slots = [], set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        path, _, attr = name.rpartition(".")
+        slot = (id(model.get_submodule(path)), attr)  # a layer reached under two names is one slot
+        if slot not in slots:
+            slots.add(slot)
+            every_name.append((name, position[id(p)]))
 
     def loss(theta: torch.Tensor) -> torch.Tensor:
-        pieces = torch.split(theta, sizes)
-        params = {name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)}
-        logits = torch.func.functional_call(model, params, (x,))
+        pieces = [piece.reshape(shape) for piece, shape in zip(torch.split(theta, sizes), shapes)]
+        params = {name: pieces[i] for name, i in every_name}
+        logits = torch.func.functional_call(model, params, (x,), tie_weights=False)
         return -(targets * torch.log_softmax(logits, dim=1)).sum(1).mean()
 
     return loss

@@ -20,6 +20,7 @@ from sgdbound.theory import (
     interpolation_gap,
     logit_jacobians,
     logit_ntk,
+    loss_hessian,
     noisy_bcp_noise,
     onehot_noise,
     optimal_lambda,
@@ -166,15 +167,35 @@ def test_ntk_methods_agree_with_loops(case):
         close(softmax_gram(torch.softmax(logits, 1), ntk), grams)
 
 
-def test_shared_layer_falls_back_to_jacobians():
-    """A linear layer applied twice breaks the per-layer formula: ``auto`` must notice and stay exact."""
+def _shared_layer():
     torch.manual_seed(0)
     shared = torch.nn.Linear(3, 3, dtype=F64)
-    model = torch.nn.Sequential(shared, torch.nn.Tanh(), shared, torch.nn.Tanh(), torch.nn.Linear(3, 4, dtype=F64))
+    return torch.nn.Sequential(shared, torch.nn.Tanh(), shared, torch.nn.Tanh(), torch.nn.Linear(3, 4, dtype=F64))
+
+
+def _tied_weight():
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(3, 3, dtype=F64), torch.nn.Linear(3, 3, dtype=F64)
+    second.weight = first.weight
+    return torch.nn.Sequential(first, torch.nn.Tanh(), second, torch.nn.Tanh(), torch.nn.Linear(3, 4, dtype=F64))
+
+
+@pytest.mark.parametrize("make", [_shared_layer, _tied_weight])
+def test_shared_weights_fall_back_to_jacobians(make):
+    """A layer applied twice, or a weight held by two layers, breaks the per-layer formula: ``auto`` must
+    notice and stay exact, and the caller's model must be left intact."""
+    model = make()
     problem = GaussianMixture.random(4, 3, seed=1)
     s = problem.sample(8, seed=2)
+    params = list(model.parameters())
     logits, ntk = logit_ntk(model, s.x)
+    # the caller's model is left intact (torch's functional_call can leave detached tensors behind)
+    assert all(a is b for a, b in zip(model.parameters(), params))
+    assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
     close(softmax_gram(torch.softmax(logits, 1), ntk), ref.gram(model, s.x))
     with pytest.raises(ValueError, match="method"):
         logit_ntk(model, s.x, method="linear")
     close(predicted_noise(model, s.x, s.bcp, OneHot()), ref.predicted_noise(model, s.x, s.bcp, OneHot()))
+    close(per_sample_gradients(model, s.x, s.bcp), ref.loss_gradients(model, s.x, s.bcp))
+    close(loss_hessian(model, s.x, s.bcp), ref.loss_hessian(model, s.x, s.bcp))
+    assert all(a is b for a, b in zip(model.parameters(), params))

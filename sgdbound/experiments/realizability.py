@@ -9,6 +9,7 @@ problem (``QuadraticMixture``) the exact BCP still leaves a floor: interpolation
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from sgdbound.experiments._common import Band, SummaryRow, as_dtype, make_problem, parse_target
@@ -36,13 +37,15 @@ class InterpolationMeasured:
 @dataclass
 class InterpolationTheory:
     """``prediction``: Lyapunov stationary ``E‖θ−θ*‖²``; ``bound_curve``: T1/T3 at the recorded steps (None
-    beyond the step limit); ``neighborhood``: ``2γσ²/μ``; ``sigma2``: σ² at the optimum; ``theorem``."""
+    beyond the step limit); ``neighborhood``: ``2γσ²/μ``; ``sigma2``: σ² at the optimum; ``theorem``;
+    ``step``: γ."""
 
     prediction: dict[str, float | None]
     bound_curve: dict[str, list[float] | None]
     neighborhood: dict[str, float | None]
     sigma2: dict[str, float]
     theorem: dict[str, str | None]
+    step: float = math.nan
 
 
 def _theory_of(traj) -> tuple[float | None, list[float] | None, float | None, float, str | None]:
@@ -53,7 +56,7 @@ def _theory_of(traj) -> tuple[float | None, list[float] | None, float | None, fl
 
 
 def interpolation(*, problem: str = "teacher", targets: tuple[str, ...] = ("exact", "onehot", "dirichlet:4",
-                  "gaussian:0.002"), lr: float = 0.008, steps: int = 20_000, replicas: int = 256,
+                  "gaussian:0.002"), lr: float = 0.016, steps: int = 20_000, replicas: int = 256,
                   record_every: int = 200, dtype: str = "float64", theory_samples: int = 32768,
                   eval_size: int = 512, seed: int = 0,
                   device: str = "auto") -> tuple[InterpolationMeasured, InterpolationTheory]:
@@ -72,7 +75,7 @@ def interpolation(*, problem: str = "teacher", targets: tuple[str, ...] = ("exac
     prob = make_problem(problem, seed)
     models = [parse_target(t) for t in targets]
     measured = InterpolationMeasured(list(targets), {}, {}, {})
-    theory = InterpolationTheory({}, {}, {}, {}, {})
+    theory = InterpolationTheory({}, {}, {}, {}, {}, step=lr)
     for init in INITS:
         trajs = simulate(prob, noise=models, lr=lr, steps=steps, replicas=replicas, init=init, seed=seed,
                          device=device, dtype=as_dtype(dtype), record_every=record_every,

@@ -69,7 +69,7 @@ SPECS: dict[str, ExperimentSpec] = {
                                _interp.summarize_capacity, {**_QUICK_LINEAR, "steps": 4000, "lr": 0.016},
                                "Capacity: a non-realizable problem"),
     "adam": ExperimentSpec(_stud.adam, _stud.AdamMeasured, _stud.AdamTheory, _stud.summarize_adam,
-                           {**_QUICK_LINEAR, "replicas": 48, "steps": 4000, "sgd_lr": 0.016},
+                           {**_QUICK_LINEAR, "replicas": 48, "steps": 4000},
                            "Adam against SGD"),
     "mlp_students": ExperimentSpec(_stud.mlp_students, _stud.MLPMeasured, _stud.MLPTheory,
                                    _stud.summarize_mlp_students,

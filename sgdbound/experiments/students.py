@@ -37,7 +37,7 @@ class AdamTheory:
     bound_curve: dict[str, list[float] | None]
 
 
-def adam(*, problem: str = "teacher", targets: tuple[str, ...] = ("exact", "onehot"), sgd_lr: float = 0.008,
+def adam(*, problem: str = "teacher", targets: tuple[str, ...] = ("exact", "onehot"), sgd_lr: float = 0.016,
          adam_lr: float = 0.002, steps: int = 20_000, replicas: int = 128, record_every: int = 200,
          dtype: str = "float32",
               theory_samples: int = 32768, eval_size: int = 512, seed: int = 0,

@@ -12,6 +12,7 @@ from sgdbound.plots.axes import (
     plateau_scatter,
     plateau_vs_noise,
     plateau_vs_step,
+    style_legend,
     target_label,
     target_style,
     trajectory,
@@ -19,4 +20,4 @@ from sgdbound.plots.axes import (
 from sgdbound.plots.figures import FIGURES, save_figure
 
 __all__ = ["FIGURES", "METRIC_LABELS", "lambda_curve", "notebook_metric", "plateau_scatter", "plateau_vs_noise",
-           "plateau_vs_step", "save_figure", "target_label", "target_style", "trajectory"]
+           "plateau_vs_step", "save_figure", "style_legend", "target_label", "target_style", "trajectory"]

@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from sgdbound.experiments._common import Band, fit_loglog
 
-__all__ = ["target_style", "target_label", "trajectory", "plateau_scatter", "plateau_vs_step", "plateau_vs_noise",
-           "lambda_curve", "notebook_metric", "METRIC_LABELS"]
+__all__ = ["target_style", "target_label", "trajectory", "style_legend", "plateau_scatter", "plateau_vs_step",
+           "plateau_vs_noise", "lambda_curve", "notebook_metric", "METRIC_LABELS"]
 
 _COLORS = {"exact": "tab:green", "onehot": "tab:red", "dirichlet": "tab:blue", "gaussian": "tab:orange",
            "temperature": "tab:brown", "mix": "tab:purple"}
@@ -54,23 +56,26 @@ def target_style(spec: str, index: int = 0) -> dict:
 
 def trajectory(ax: Axes, band: Band, *, label: str, color: str | None = None, linestyle: str = "-",
                bound: Sequence[float] | None = None, prediction: float | None = None, floor: float | None = None,
-               log: bool = True) -> Axes:
+               log: bool = True, first: int = 0) -> Axes:
     """Median across replicas with its 10–90% band against steps; optionally the bound curve (dashed, same
     colour) and the predicted stationary value (dotted horizontal line).
 
-    ``floor``: values below it are drawn at the floor (log axes cannot show zero); the label then says so.
+    ``floor``: values below it are drawn at the floor (log axes cannot show zero) and a note on the axes says
+    so; ``first``: the first record drawn (1 skips ``t = 0``, e.g. a distance that starts at exactly zero).
     """
-    steps = np.asarray(band.steps, dtype=float)
-    median, low, high = (np.asarray(v, dtype=float) for v in (band.median, band.low, band.high))
+    steps = np.asarray(band.steps, dtype=float)[first:]
+    median, low, high = (np.asarray(v, dtype=float)[first:] for v in (band.median, band.low, band.high))
     if floor is not None:
         if np.nanmax(high) < floor:
-            label = f"{label} (< {floor:.0e}, drawn at floor)"
+            ax.annotate(f"{label}: every replica below {floor:.0e} at every step (drawn at {floor:.0e})",
+                        xy=(0.5, floor), xycoords=("axes fraction", "data"), xytext=(0, 6),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8, color=color)
         median, low, high = (np.maximum(v, floor) for v in (median, low, high))
     (line,) = ax.plot(steps, median, color=color, linestyle=linestyle, lw=1.6, label=f"{label}: median")
     ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.18, lw=0, label=f"{label}: 10–90% of replicas")
     if bound is not None:
         curve = np.asarray(bound, dtype=float)
-        ax.plot(steps, curve, color=line.get_color(), linestyle=(0, (6, 3)), lw=1.0, alpha=0.9,
+        ax.plot(steps, curve[first:], color=line.get_color(), linestyle=(0, (6, 3)), lw=1.0, alpha=0.9,
                 label=f"{label}: bound (T1/T3)")
     if prediction is not None and np.isfinite(prediction) and prediction > 0:
         ax.axhline(prediction, color=line.get_color(), linestyle=":", lw=1.4, label=f"{label}: Lyapunov prediction")
@@ -78,6 +83,21 @@ def trajectory(ax: Axes, band: Band, *, label: str, color: str | None = None, li
         ax.set_yscale("log")
     ax.set_xlabel("SGD step t")
     ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def style_legend(ax: Axes, entries: Sequence[tuple[str, str, str]], *, band: bool = True, bound: bool = False,
+                 prediction: bool = False, **kwargs) -> Axes:
+    """A compact legend: one line per curve (``entries``: ``(label, colour, linestyle)``), then grey keys for what
+    every curve carries (the replica band, the bound, the prediction, each drawn in its curve's colour)."""
+    handles = [Line2D([], [], color=c, linestyle=ls, lw=2, label=lab) for lab, c, ls in entries]
+    if band:
+        handles.append(Patch(color="gray", alpha=0.25, label="shaded: 10–90% of replicas (line: median)"))
+    if bound:
+        handles.append(Line2D([], [], color="gray", linestyle=(0, (6, 3)), lw=1, label="dashed: bound (T1/T3)"))
+    if prediction:
+        handles.append(Line2D([], [], color="gray", linestyle=":", lw=1.4, label="dotted: Lyapunov prediction"))
+    ax.legend(handles=handles, **{"fontsize": 8, **kwargs})
     return ax
 
 

@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from sgdbound.plots.axes import (
@@ -18,6 +17,7 @@ from sgdbound.plots.axes import (
     notebook_metric,
     plateau_vs_noise,
     plateau_vs_step,
+    style_legend,
     target_label,
     target_style,
     trajectory,
@@ -29,34 +29,26 @@ __all__ = ["FIGURES", "save_figure", "interpolation_figure", "step_size_figure",
 _FLOOR = 1e-12
 
 
-def _legend_below(fig: Figure, axes, ncol: int = 3) -> None:
-    """One legend for the figure, below the panels, without duplicates."""
-    handles, labels, seen = [], [], set()
-    for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in seen:
-                seen.add(lab)
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-
-
 def interpolation_figure(measured, theory) -> Figure:
     """Two panels (started at θ*, started at random): ``‖θ−θ*‖²`` per target with bounds and predictions."""
-    fig = Figure(figsize=(12, 5.8), layout="constrained")
+    fig = Figure(figsize=(12, 5.5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    titles = {"optimum": "Started at the optimum θ*", "random": "Started at a random point"}
+    titles = {"optimum": "Started at the optimum θ* (distance 0 at t = 0)", "random": "Started at a random point"}
+    entries = []
     for ax, init in zip(axes, ("optimum", "random")):
         for target in measured.targets:
             key = f"{init}/{target}"
             style = target_style(target, 0)
             trajectory(ax, measured.dist_sq[key], label=target_label(target), color=style["color"],
-                       bound=theory.bound_curve[key], prediction=theory.prediction[key], floor=_FLOOR)
+                       bound=theory.bound_curve[key], prediction=theory.prediction[key], floor=_FLOOR,
+                       first=1 if init == "optimum" else 0)
+            if init == "optimum":
+                entries.append((target_label(target), style["color"], "-"))
         ax.set_title(titles[init])
     axes[0].set_ylabel("E‖θ_t − θ*‖²  (distance to the set of optima)")
-    fig.suptitle("Interpolation: exact BCPs remove SGD's noise floor (linear student, streaming SGD, batch 1)")
-    fig.get_layout_engine().set(rect=(0, 0.2, 1, 0.8))
-    _legend_below(fig, axes, ncol=4)
+    style_legend(axes[1], entries, bound=True, prediction=True, loc="lower left")
+    fig.suptitle("Interpolation: exact BCPs remove SGD's noise floor (linear student, streaming SGD, batch 1, "
+                 f"γ = {theory.step:g})")
     return fig
 
 
@@ -99,41 +91,48 @@ def capacity_figure(measured, theory) -> Figure:
     fig = Figure(figsize=(8.5, 6), layout="constrained")
     ax = fig.subplots()
     labels = {"exact": "exact BCP", "onehot": "one-hot labels"}
+    entries = []
     for i, key in enumerate(measured.keys):
-        problem, target = key.split("/")
+        _, target = key.split("/")
         realizable = "realizable (linear BCPs)" if i == len(measured.keys) - 1 else "non-realizable (quadratic BCPs)"
-        trajectory(ax, measured.dist_sq[key], label=f"{labels.get(target, target)}, {realizable}", color=f"C{i}",
-                   prediction=theory.prediction[key], floor=_FLOOR)
-    ax.set_ylabel("E‖θ_t − θ*‖²")
+        label = f"{labels.get(target, target)}, {realizable}"
+        trajectory(ax, measured.dist_sq[key], label=label, color=f"C{i}", prediction=theory.prediction[key],
+                   floor=_FLOOR, first=1)
+        entries.append((label, f"C{i}", "-"))
+    ax.set_ylabel("E‖θ_t − θ*‖²  (started at θ*)")
     ax.set_title("Capacity: without a representable optimum, exact BCPs keep a noise floor")
-    ax.legend(fontsize=7.5, loc="center right")
+    style_legend(ax, entries, prediction=True, loc="center right")
     return fig
 
 
 def adam_figure(measured, theory) -> Figure:
     fig = Figure(figsize=(8.5, 6), layout="constrained")
     ax = fig.subplots()
+    entries = []
     for key in measured.keys:
         optimizer, target = key.split("/")
         style = target_style(target, 0 if optimizer == "sgd" else 1)
-        trajectory(ax, measured.dist_sq[key], label=f"{optimizer.upper()}, {target_label(target)}",
-                   color=style["color"], linestyle=style["linestyle"], bound=theory.bound_curve.get(key),
-                   prediction=theory.prediction.get(key), floor=_FLOOR)
+        label = f"{optimizer.upper() if optimizer == 'sgd' else 'Adam'}, {target_label(target)}"
+        trajectory(ax, measured.dist_sq[key], label=label, color=style["color"], linestyle=style["linestyle"],
+                   bound=theory.bound_curve.get(key), prediction=theory.prediction.get(key), floor=_FLOOR)
+        entries.append((label, style["color"], style["linestyle"]))
     ax.set_ylabel("E‖θ_t − θ*‖²")
     ax.set_title("Adam against SGD from a random start (bounds and prediction: SGD only)")
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    style_legend(ax, entries, bound=True, prediction=True, loc="lower left")
     return fig
 
 
 def mlp_figure(measured, theory) -> Figure:
     fig = Figure(figsize=(8.5, 5.5), layout="constrained")
     ax = fig.subplots()
+    entries = []
     for target in measured.targets:
         style = target_style(target, 0)
         trajectory(ax, measured.excess_risk[target], label=target_label(target), color=style["color"])
+        entries.append((target_label(target), style["color"], "-"))
     ax.set_ylabel("excess risk  E KL(P ‖ q)  (nats)")
-    ax.set_title("MLP students (no PL guarantee): excess risk by supervision")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("MLP students (no PL guarantee): excess risk by supervision, streaming SGD")
+    style_legend(ax, entries, loc="upper right")
     return fig
 
 
@@ -145,9 +144,11 @@ def notebook_figure(measured, theory) -> Figure:
     axes[0].set_title("Validation cross-entropy")
     axes[1].set_title("Validation accuracy")
     axes[2].set_title("Distance of the student to the BCPs")
-    axes[2].legend(fontsize=8, loc="upper right")
-    fig.suptitle(f"Official notebook replica: MLP 30-128-128-5, {measured.train_size} training points, "
-                 f"{measured.steps} steps (2 epochs), SGD γ=5e-4, momentum 0.9, batch 1; median and 10–90% band")
+    axes[0].legend(fontsize=8, loc="upper right")
+    epochs = measured.steps / max(measured.train_size, 1)
+    fig.suptitle(f"Official notebook replica: MLP 30-128-128-5, {measured.train_size:,} training points, "
+                 f"{measured.steps:,} steps ({epochs:g} epochs), SGD γ=5e-4, momentum 0.9, batch 1; "
+                 "median and 10–90% band of replicas")
     return fig
 
 

@@ -78,6 +78,8 @@ class BatchedLinear:
         if x.shape[1] == 1:  # one example per replica: an outer product, cheaper elementwise than bmm
             return [x.transpose(1, 2) * residual, residual[:, 0]]
         scaled = residual / x.shape[1]
+        if x.shape[1] * x.shape[2] * residual.shape[2] <= 4096:  # tiny matrices: bmm's per-matrix overhead dominates
+            return [(x[..., :, None] * scaled[..., None, :]).sum(1), scaled.sum(1)]
         return [torch.bmm(x.transpose(1, 2), scaled), scaled.sum(1)]
 
     def params_for(self, chunk: slice) -> BatchedLinear:

@@ -17,10 +17,10 @@ import numpy as np
 import scipy.sparse.linalg as sla
 import torch
 from torch import nn
-from torch.func import functional_call, hessian, jvp, vmap
+from torch.func import hessian, jvp, vmap
 
 from sgdbound._checks import check_matrix_rows
-from sgdbound.theory.gradients import check_model_inputs, num_parameters, parameter_dict
+from sgdbound.theory.gradients import check_model_inputs, num_parameters, parameter_dict, stateless_forward
 
 __all__ = [
     "flat_directions",
@@ -106,10 +106,10 @@ def project_out_flat(model: nn.Module, vectors: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor):
-    buffers = dict(model.named_buffers())
+    forward = stateless_forward(model)
 
     def loss(vector: torch.Tensor) -> torch.Tensor:
-        logits = functional_call(model, (unflatten_params(model, vector), buffers), (x,))
+        logits = forward(unflatten_params(model, vector), x)
         return -(targets * torch.log_softmax(logits, 1)).sum(1).mean()
 
     return loss
@@ -161,11 +161,11 @@ def per_sample_lipschitz(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
     """
     _check_targets(model, x, targets)
     params = parameter_dict(model)
-    buffers = dict(model.named_buffers())
+    forward = stateless_forward(model)
     theta = flat_params(model)
 
     def loss(vector, xi, ti):
-        logits = functional_call(model, (unflatten_params(model, vector), buffers), (xi[None],))[0]
+        logits = forward(unflatten_params(model, vector), xi[None])[0]
         return -(ti * torch.log_softmax(logits, 0)).sum()
 
     del params

@@ -40,6 +40,7 @@ __all__ = [
     "logit_jacobians",
     "auto_chunk",
     "supports_linear_ntk",
+    "stateless_forward",
     "check_model_inputs",
 ]
 
@@ -79,11 +80,37 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def stateless_forward(model: nn.Module):
+    """``(params, args) ↦ model(*args)`` with ``params`` (keyed as ``named_parameters``) swapped in.
+
+    Weight sharing is handled slot by slot: every distinct (module, attribute) holding a parameter is set once,
+    to the tensor of that parameter, with ``tie_weights=False``. (``functional_call``'s default, or setting a
+    module reached under two names twice, fails to restore the module and leaves plain detached tensors in
+    the caller's model.)
+    """
+    aliases: dict[str, str] = {}
+    first: dict[int, str] = {}
+    slots: set[tuple[int, str]] = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        path, _, attr = name.rpartition(".")
+        slot = (id(model.get_submodule(path)), attr)
+        if slot not in slots:
+            slots.add(slot)
+            aliases[name] = first.setdefault(id(p), name)
+    buffers = dict(model.named_buffers())
+
+    def forward(params: dict[str, torch.Tensor], *args):
+        full = {name: params[canonical] for name, canonical in aliases.items()}
+        return functional_call(model, (full, buffers), args, tie_weights=False)
+
+    return forward
+
+
 def _single_logits(model: nn.Module):
-    buffers = {name: b for name, b in model.named_buffers()}
+    forward = stateless_forward(model)
 
     def logits(params: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, (params, buffers), (xi[None],))[0]
+        return forward(params, xi[None])[0]
 
     return logits
 
@@ -96,9 +123,11 @@ _PER_SAMPLE_LAYERS = (nn.Linear, nn.Sequential, nn.Identity, MLP, *ACTIVATIONS.v
 
 def supports_linear_ntk(model: nn.Module) -> bool:
     """Whether ``model`` is built only from layers that treat samples independently and whose parameters all
-    sit in ``nn.Linear`` layers (exact types, so a subclass with its own ``forward`` is not assumed)."""
+    sit in ``nn.Linear`` layers (exact types, so a subclass with its own ``forward`` is not assumed), none shared."""
     if not all(type(module) in _PER_SAMPLE_LAYERS for module in model.modules()):
         return False
+    if len(list(model.named_parameters(remove_duplicate=False))) != len(list(model.parameters())):
+        return False  # a layer or weight used twice: the per-layer sum misses the cross terms
     return all(p.requires_grad for p in model.parameters()) and any(True for _ in model.parameters())
 
 

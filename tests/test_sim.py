@@ -1,0 +1,242 @@
+"""The simulator against its slow twins (plain autograd and torch.optim) and against the theory."""
+
+
+import numpy as np
+import pytest
+import torch
+
+from sgdbound.data import GaussianMixture, LogisticTeacher, QuadraticMixture
+from sgdbound.models import MLP, LinearSoftmax
+from sgdbound.sim import fit_linear, flat_distance_sq, linear_theory, simulate
+from sgdbound.sim.optim import BatchedAdam, BatchedSGD
+from sgdbound.sim.students import BatchedLinear, BatchedMLP
+from sgdbound.targets import Dirichlet, Exact, Gaussian, Mix, OneHot, Temperature
+from sgdbound.theory import loss_hessian, predicted_gradient_covariance
+
+F64 = torch.float64
+
+
+def _linear_layout(num_classes: int, dim: int) -> torch.Tensor:
+    """Permutation from the augmented (k, j) layout to LinearSoftmax's (weight rows, then bias) layout."""
+    aug = torch.arange(num_classes * (dim + 1)).reshape(num_classes, dim + 1)
+    return torch.cat([aug[:, :dim].reshape(-1), aug[:, dim]])
+
+
+# -- slow twins of the batched step ---------------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batched_linear_sgd_momentum_matches_torch_optim(batch):
+    gen = torch.Generator().manual_seed(0)
+    n, dim, k = 4, 3, 3
+    weight = torch.randn(n, k, dim, generator=gen, dtype=F64)
+    bias = torch.randn(n, k, generator=gen, dtype=F64)
+    lrs = torch.tensor([0.1, 0.05, 0.2, 0.01], dtype=F64)
+    student = BatchedLinear(weight.transpose(1, 2).clone(), bias.clone())
+    opt = BatchedSGD(student.params, momentum=0.9)
+    models = [LinearSoftmax.from_params(weight[i], bias[i]) for i in range(n)]
+    opts = [torch.optim.SGD(m.parameters(), lr=float(lrs[i]), momentum=0.9) for i, m in enumerate(models)]
+    for _ in range(5):
+        x = torch.randn(n, batch, dim, generator=gen, dtype=F64)
+        t = torch.randn(n, batch, k, generator=gen, dtype=F64)  # targets off the simplex: the full formula
+        q = torch.softmax(student.logits(x), -1)
+        opt.step(student.gradients(x, t.sum(-1, keepdim=True) * q - t), lrs)
+        for i, (m, o) in enumerate(zip(models, opts)):
+            o.zero_grad()
+            (-(t[i] * torch.log_softmax(m(x[i]), -1)).sum(-1).mean()).backward()
+            o.step()
+    for i, m in enumerate(models):
+        torch.testing.assert_close(student.weight[i], m.weight.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(student.bias[i], m.bias.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "softplus"])
+def test_batched_mlp_gradients_and_adam_match_autograd(activation):
+    gen = torch.Generator().manual_seed(1)
+    n, dim, k, batch = 3, 4, 3, 2
+    student = BatchedMLP.init(n, [dim, 6, 5, k], activation, "random", gen, "cpu", F64)
+    models = []
+    for i in range(n):
+        m = MLP(dim, k, hidden=(6, 5), activation=activation, dtype=F64)
+        linears = [layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)]
+        with torch.no_grad():
+            for j, layer in enumerate(linears):
+                layer.weight.copy_(student.params[2 * j][i].T)
+                layer.bias.copy_(student.params[2 * j + 1][i])
+        models.append(m)
+    lrs = torch.tensor([1e-2, 3e-2, 5e-3], dtype=F64)
+    opt = BatchedAdam(student.params)
+    opts = [torch.optim.Adam(m.parameters(), lr=float(lrs[i])) for i, m in enumerate(models)]
+    for _ in range(4):
+        x = torch.randn(n, batch, dim, generator=gen, dtype=F64)
+        t = torch.softmax(torch.randn(n, batch, k, generator=gen, dtype=F64), -1)
+        cache = student.forward_with_cache(x)
+        q = torch.softmax(cache[0], -1)
+        opt.step(student.gradients_from_cache(cache, t.sum(-1, keepdim=True) * q - t), lrs)
+        for i, (m, o) in enumerate(zip(models, opts)):
+            o.zero_grad()
+            (-(t[i] * torch.log_softmax(m(x[i]), -1)).sum(-1).mean()).backward()
+            o.step()
+    for i, m in enumerate(models):
+        torch.testing.assert_close(student.params[0][i], m.body[0].weight.detach().T, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(student.params[-1][i], m.head.bias.detach(), rtol=1e-10, atol=1e-12)
+
+
+# -- optimum and closed-form theory -----------------------------------------------------------------------------
+def test_fit_linear_recovers_bayes_linear_from_exact_targets():
+    gm = GaussianMixture.random(4, 3, separation=1.5, seed=2)
+    sample = gm.sample(3000, seed=3)
+    weight, bias = fit_linear(sample.x, sample.bcp)
+    w_star, b_star = gm.bayes_linear()
+    dist = flat_distance_sq(weight[None], bias[None], w_star, b_star).item()
+    assert dist < 1e-18
+
+
+def test_linear_theory_matches_generic_theory():
+    gm = GaussianMixture.random(3, 4, separation=1.0, seed=4)
+    sample = gm.sample(500, seed=5)
+    w, b = gm.bayes_linear()
+    noise = Mix(0.3, Dirichlet(2.0))
+    theory = linear_theory(sample.x, sample.bcp, noise.mean(sample.bcp), w, b, noise_model=noise, step=0.01)
+    model = LinearSoftmax.from_params(w, b)
+    perm = _linear_layout(3, 4)
+    hess = loss_hessian(model, sample.x, noise.mean(sample.bcp))
+    cov = predicted_gradient_covariance(model, sample.x, sample.bcp, noise)
+    torch.testing.assert_close(theory.hessian[perm][:, perm], hess, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(theory.noise_cov[perm][:, perm], cov, rtol=1e-9, atol=1e-12)
+    assert theory.sigma2 == pytest.approx(cov.trace().item(), rel=1e-9)
+    assert 0 < theory.mu <= theory.lipschitz <= theory.lipschitz_max
+
+
+# -- theory against measurement --------------------------------------------------------------------------------
+def test_exact_bcp_started_at_optimum_stays_there():
+    gm = GaussianMixture.reference(seed=0).standardized()
+    traj = simulate(gm, noise=Exact(), lr=0.01, steps=400, replicas=64, dtype=F64, record_every=100, eval_size=128,
+                    theory_samples=2048)
+    assert traj.dist_sq.max() < 1e-12
+    assert traj.bound.theorem == "T1"
+    assert traj.predicted_stationary == 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "momentum,batch,steps,replicas", [(0.0, 1, 4000, 512), (0.5, 1, 3000, 512), (0.0, 4, 3000, 256)]
+)
+def test_stationary_spread_matches_lyapunov_prediction(momentum, batch, steps, replicas):
+    """Streaming SGD on a well-conditioned linear problem with γ·L_max ≤ 0.1: the measured plateau lies within
+    10% of the Lyapunov prediction and below the T3 bound at every record."""
+    problem = LogisticTeacher.random(3, 4, scale=1.0, seed=7)
+    probe = simulate(problem, noise=OneHot(), lr=1e-3, steps=1, replicas=2, dtype=F64, eval_size=0,
+                     theory_samples=16384)
+    lr = 0.1 / probe.constants["lipschitz_max"]
+    # 1/(γμ) ≈ 1000 steps here: the second half of the run is stationary
+    traj = simulate(problem, noise=OneHot(), lr=lr, steps=steps, replicas=replicas, dtype=F64, record_every=200,
+                    momentum=momentum, batch_size=batch, eval_size=0, theory_samples=16384, seed=11)
+    measured = traj.plateau(tail=0.5)
+    assert abs(measured / traj.predicted_stationary - 1) < 0.10, (measured, traj.predicted_stationary)
+    if momentum == 0.0:
+        assert traj.bound is not None and traj.bound.theorem == "T3"
+        assert (traj.dist_sq.mean(0) <= traj.bound_curve).all()
+        assert measured < traj.bound.neighborhood
+
+
+def test_predicted_curve_tracks_transient_from_optimum():
+    problem = GaussianMixture.random(3, 4, separation=1.5, seed=3)
+    traj = simulate(problem, noise=Dirichlet(3.0), lr=0.02, steps=1500, replicas=512, dtype=F64, record_every=300,
+                    eval_size=0, theory_samples=8192)
+    measured = traj.dist_sq.mean(0)[1:]
+    predicted = traj.predicted_curve[1:]
+    assert np.all(np.abs(measured / predicted - 1) < 0.15), (measured, predicted)
+
+
+def test_plateau_ordering_exact_dirichlet_onehot():
+    problem = GaussianMixture.random(3, 4, separation=1.5, seed=3)
+    trajs = simulate(problem, noise=[Exact(), Dirichlet(5.0), OneHot()], lr=0.02, steps=600, replicas=128,
+                     dtype=F64, record_every=200, eval_size=64, theory_samples=4096)
+    exact, dirichlet, onehot = (t.plateau() for t in trajs)
+    assert exact < 1e-20 < dirichlet < onehot
+    # Dir(αP) noise is one-hot noise scaled by 1/(1+α): plateaus in the same ratio (to first order in γ)
+    assert dirichlet / onehot == pytest.approx(1 / 6, rel=0.25)
+
+
+def test_finite_sum_replacement_prediction():
+    problem = LogisticTeacher.random(3, 3, scale=1.0, seed=1)
+    traj = simulate(problem, noise=OneHot(), lr=0.02, stream=False, train_size=400, steps=4000, replicas=512,
+                    sampling="replacement", dtype=F64, record_every=200, eval_size=0)
+    assert traj.predicted_stationary is not None
+    assert abs(traj.plateau(0.5) / traj.predicted_stationary - 1) < 0.15
+
+
+def test_biased_teacher_moves_the_optimum():
+    gm = GaussianMixture.random(3, 3, separation=1.5, seed=8)
+    trajs = simulate(gm, noise=[Exact(), Temperature(2.0)], lr=0.01, steps=10, replicas=4, dtype=F64, eval_size=0,
+                     theory_samples=4096)
+    w0, b0 = trajs[0].optimum
+    w1, b1 = trajs[1].optimum
+    shift = flat_distance_sq(w1[None], b1[None], w0, b0).item()
+    assert shift > 1e-3  # the tempered teacher's optimum is θ*/T, not the BCPs' θ*
+    # softmax(log P / T) of a linear-softmax P is linear-softmax again: still interpolation, no noise floor
+    assert trajs[1].constants["sigma2"] == 0.0
+
+
+def test_nonrealizable_problem_keeps_a_floor_with_exact_bcp():
+    problem = QuadraticMixture.random(3, 3, separation=1.0, spread=1.0, seed=2)
+    traj = simulate(problem, noise=Exact(), lr=0.01, steps=300, replicas=64, dtype=F64, record_every=100,
+                    eval_size=256, theory_samples=8192)
+    assert traj.constants["sigma2"] > 1e-3
+    assert traj.plateau() > 1e-6
+    assert traj.excess_risk[:, -1].mean() > 1e-4  # the best linear student stays away from the BCPs
+
+
+def test_mlp_student_and_adam_run_and_learn():
+    problem = GaussianMixture.random(3, 4, separation=2.0, seed=1)
+    trajs = simulate(problem, student="mlp", hidden=(8, 8), noise=[OneHot(), Exact()], lr=0.01, steps=300,
+                     replicas=8, init="random", optimizer="adam", record_every=100, eval_size=256)
+    for traj in trajs:
+        assert np.isnan(traj.dist_sq).all() and traj.predicted_stationary is None
+        assert traj.excess_risk[:, -1].mean() < traj.excess_risk[:, 0].mean()
+        assert traj.accuracy[:, -1].mean() > 0.6
+
+
+def test_decreasing_schedule_beats_its_bound():
+    problem = LogisticTeacher.random(3, 3, scale=1.0, seed=3)
+    traj = simulate(problem, noise=Gaussian(0.01), lr=0.01, steps=3000, replicas=64, schedule="decreasing",
+                    init="random", dtype=F64, record_every=500, eval_size=0, theory_samples=4096, seed=2)
+    assert traj.dist_sq.mean(0)[-1] < 0.2 * traj.dist_sq.mean(0)[0]
+
+
+def test_reproducible_for_a_seed():
+    problem = GaussianMixture.random(3, 3, seed=0)
+    kwargs = dict(noise=Dirichlet(1.0), lr=0.05, steps=50, replicas=8, record_every=25, eval_size=32,
+                  init="random", theory_samples=1024)
+    a, b = simulate(problem, seed=5, **kwargs), simulate(problem, seed=5, **kwargs)
+    c = simulate(problem, seed=6, **kwargs)
+    assert np.array_equal(a.dist_sq, b.dist_sq) and np.array_equal(a.ece, b.ece)
+    assert not np.array_equal(a.dist_sq, c.dist_sq)
+
+
+def test_records_and_shapes():
+    problem = GaussianMixture.random(3, 3, seed=0)
+    traj = simulate(problem, lr=0.05, steps=55, replicas=6, record_every=20, eval_size=32, theory_samples=1024)
+    assert list(traj.steps) == [0, 20, 40, 55]
+    for name in ("dist_sq", "excess_risk", "ce", "accuracy", "l2_bcp", "ece"):
+        assert getattr(traj, name).shape == (6, 4)
+    assert (traj.excess_risk >= -1e-6).all() and ((0 <= traj.ece) & (traj.ece <= 1)).all()
+    assert traj.to_dict()["config"]["lr"] == 0.05
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(lr=-1.0), "lr"),
+    (dict(noise="onehot"), "noise"),
+    (dict(student="cnn"), "student"),
+    (dict(replicas=0), "replicas"),
+    (dict(momentum=1.5), "momentum"),
+    (dict(student="mlp", init="optimum"), "optimum"),
+    (dict(stream=False), "train_size"),
+    (dict(noise=[OneHot(), Exact()], lr=[0.1, 0.2, 0.3]), "broadcast"),
+    (dict(optimizer="lbfgs"), "optimizer"),
+])
+def test_bad_input_is_refused(kwargs, match):
+    settings = dict(steps=5, replicas=2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        simulate(GaussianMixture.random(3, 3, seed=0), **settings)
+
+
