@@ -34,7 +34,11 @@ reproduce-quick: install
 	$(VENV)/bin/sgdbound reproduce --quick
 
 bench: install
-	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/bench.py --no-fail
+	$(PY) benchmarks/bench_sim.py
+
+bench-gpu: install
+	$(PY) benchmarks/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

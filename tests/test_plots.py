@@ -191,4 +191,4 @@ def test_library_code_never_shows_figures():
 
     for path in pathlib.Path(sgdbound.plots.__file__).parent.glob("*.py"):
         text = path.read_text()
-        assert "plt.show" not in text and "import matplotlib.pyplot" not in text, path
+        assert "plt.show(" not in text and "import matplotlib.pyplot" not in text, path

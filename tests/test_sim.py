@@ -48,10 +48,11 @@ def test_batched_linear_sgd_momentum_matches_torch_optim(batch):
         torch.testing.assert_close(student.bias[i], m.bias.detach(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "softplus"])
-def test_batched_mlp_gradients_and_adam_match_autograd(activation):
+@pytest.mark.parametrize("activation,batch,optimizer", [("relu", 2, "adam"), ("tanh", 2, "adam"),
+                                                        ("softplus", 1, "adam"), ("relu", 1, "sgd")])
+def test_batched_mlp_gradients_and_optimizers_match_autograd(activation, batch, optimizer):
     gen = torch.Generator().manual_seed(1)
-    n, dim, k, batch = 3, 4, 3, 2
+    n, dim, k = 3, 4, 3
     student = BatchedMLP.init(n, [dim, 6, 5, k], activation, "random", gen, "cpu", F64)
     models = []
     for i in range(n):
@@ -63,14 +64,20 @@ def test_batched_mlp_gradients_and_adam_match_autograd(activation):
                 layer.bias.copy_(student.params[2 * j + 1][i])
         models.append(m)
     lrs = torch.tensor([1e-2, 3e-2, 5e-3], dtype=F64)
-    opt = BatchedAdam(student.params)
-    opts = [torch.optim.Adam(m.parameters(), lr=float(lrs[i])) for i, m in enumerate(models)]
+    if optimizer == "adam":
+        opt = BatchedAdam(student.params)
+        opts = [torch.optim.Adam(m.parameters(), lr=float(lrs[i])) for i, m in enumerate(models)]
+    else:  # batch 1: factored outer-product gradients folded into heavy ball, stepped in two row groups
+        opt = BatchedSGD(student.params, momentum=0.9)
+        opts = [torch.optim.SGD(m.parameters(), lr=float(lrs[i]), momentum=0.9) for i, m in enumerate(models)]
     for _ in range(4):
         x = torch.randn(n, batch, dim, generator=gen, dtype=F64)
         t = torch.softmax(torch.randn(n, batch, k, generator=gen, dtype=F64), -1)
-        cache = student.forward_with_cache(x)
-        q = torch.softmax(cache[0], -1)
-        opt.step(student.gradients_from_cache(cache, t.sum(-1, keepdim=True) * q - t), lrs)
+        for rows in (slice(0, 2), slice(2, 3)):
+            part = student.params_for(rows)
+            cache = part.forward_with_cache(x[rows])
+            q = torch.softmax(cache[0], -1)
+            opt.step(part.gradients_from_cache(cache, t[rows].sum(-1, keepdim=True) * q - t[rows]), lrs[rows], rows)
         for i, (m, o) in enumerate(zip(models, opts)):
             o.zero_grad()
             (-(t[i] * torch.log_softmax(m(x[i]), -1)).sum(-1).mean()).backward()

@@ -73,8 +73,8 @@ class StepSizeTheory:
 
 
 def step_size(*, problem: str = "teacher", target: str = "onehot",
-              lrs: tuple[float, ...] = (0.002, 0.004, 0.008, 0.016, 0.032), steps: int = 30_000,
-              replicas: int = 256, record_every: int = 200, dtype: str = "float32",
+              lrs: tuple[float, ...] = (0.004, 0.008, 0.016, 0.032), steps: int = 20_000,
+              replicas: int = 128, record_every: int = 200, dtype: str = "float32",
               theory_samples: int = 32768, eval_size: int = 512,
               seed: int = 0, device: str = "auto") -> tuple[StepSizeMeasured, StepSizeTheory]:
     """The plateau against the step: slope ≈ 1 on log-log axes, each point near its Lyapunov prediction and
@@ -139,9 +139,9 @@ class TeacherNoiseTheory:
     reference: dict[str, float | None]
 
 
-def teacher_noise(*, problem: str = "teacher", lr: float = 0.008, nus: tuple[float, ...] = (0.0005, 0.001, 0.002,
-                  0.004, 0.008), alphas: tuple[float, ...] = (1.0, 3.0, 9.0, 27.0, 81.0), steps: int = 20_000,
-                  replicas: int = 256, record_every: int = 200, dtype: str = "float32",
+def teacher_noise(*, problem: str = "teacher", lr: float = 0.016, nus: tuple[float, ...] = (0.0005, 0.001, 0.002,
+                  0.004, 0.008), alphas: tuple[float, ...] = (1.0, 3.0, 9.0, 27.0, 81.0), steps: int = 15_000,
+                  replicas: int = 128, record_every: int = 200, dtype: str = "float32",
               theory_samples: int = 32768, eval_size: int = 512,
                   seed: int = 0, device: str = "auto") -> tuple[TeacherNoiseMeasured, TeacherNoiseTheory]:
     """The plateau against the teacher's error: ∝ ν for Gaussian noise on the BCPs (the paper's model) and
@@ -213,9 +213,9 @@ class LambdaTheory:
     teacher_noise: float
 
 
-def lambda_sweep(*, problem: str = "teacher", teacher: str = "gaussian:0.04", lr: float = 0.008,
-                 lams: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2)), steps: int = 20_000,
-                 replicas: int = 256, record_every: int = 200, dtype: str = "float32",
+def lambda_sweep(*, problem: str = "teacher", teacher: str = "gaussian:0.04", lr: float = 0.016,
+                 lams: tuple[float, ...] = tuple(np.round(np.linspace(0, 1, 11), 2)), steps: int = 15_000,
+                 replicas: int = 128, record_every: int = 200, dtype: str = "float32",
               theory_samples: int = 32768, eval_size: int = 512,
                  seed: int = 0, device: str = "auto") -> tuple[LambdaMeasured, LambdaTheory]:
     """The plateau of ``t = (1−λ) e_y + λ p̃`` against λ, with the predicted optimal λ marked.

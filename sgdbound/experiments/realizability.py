@@ -56,7 +56,7 @@ def _theory_of(traj) -> tuple[float | None, list[float] | None, float | None, fl
 
 
 def interpolation(*, problem: str = "teacher", targets: tuple[str, ...] = ("exact", "onehot", "dirichlet:4",
-                  "gaussian:0.002"), lr: float = 0.016, steps: int = 20_000, replicas: int = 256,
+                  "gaussian:0.002"), lr: float = 0.016, steps: int = 20_000, replicas: int = 128,
                   record_every: int = 200, dtype: str = "float64", theory_samples: int = 32768,
                   eval_size: int = 512, seed: int = 0,
                   device: str = "auto") -> tuple[InterpolationMeasured, InterpolationTheory]:
@@ -137,8 +137,8 @@ class CapacityTheory:
     neighborhood: dict[str, float | None]
 
 
-def capacity(*, problem: str = "quadratic", realizable: str = "teacher", lr: float = 0.008, steps: int = 20_000,
-             replicas: int = 256, record_every: int = 200, dtype: str = "float64",
+def capacity(*, problem: str = "quadratic", realizable: str = "teacher", lr: float = 0.008, steps: int = 15_000,
+             replicas: int = 128, record_every: int = 200, dtype: str = "float64",
              theory_samples: int = 32768, eval_size: int = 512,
              seed: int = 0, device: str = "auto") -> tuple[CapacityMeasured, CapacityTheory]:
     """A non-realizable problem keeps a noise floor even with exact BCPs (AS4 fails, so does Prop. 2).

@@ -38,7 +38,7 @@ class AdamTheory:
 
 
 def adam(*, problem: str = "teacher", targets: tuple[str, ...] = ("exact", "onehot"), sgd_lr: float = 0.016,
-         adam_lr: float = 0.002, steps: int = 20_000, replicas: int = 128, record_every: int = 200,
+         adam_lr: float = 0.002, steps: int = 15_000, replicas: int = 128, record_every: int = 200,
          dtype: str = "float32",
               theory_samples: int = 32768, eval_size: int = 512, seed: int = 0,
          device: str = "auto") -> tuple[AdamMeasured, AdamTheory]:

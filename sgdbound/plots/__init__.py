@@ -2,7 +2,7 @@
 
 Axes-level functions (``trajectory``, ``plateau_vs_step``, ``plateau_vs_noise``, ``lambda_curve``,
 ``notebook_metric``) take a matplotlib ``Axes`` and return it; ``FIGURES[name](measured, theory)`` builds the
-figure of an experiment and ``save_figure`` writes it as PNG and PDF. Library code never calls ``plt.show()``.
+figure of an experiment and ``save_figure`` writes it as PNG and PDF. Library code never shows a window.
 """
 
 from sgdbound.plots.axes import (

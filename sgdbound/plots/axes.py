@@ -1,6 +1,6 @@
 """Axes-level drawing: each function takes a matplotlib ``Axes``, draws on it and returns it.
 
-Nothing here creates a window or calls ``plt.show()``; ``sgdbound.plots.figures`` assembles these into the
+Nothing here creates a window; ``sgdbound.plots.figures`` assembles these into the
 figures of ``sgdbound reproduce``.
 """
 

@@ -1,7 +1,10 @@
 """Optimisers acting in place on lists of batched parameters, with a per-replica step size.
 
 ``lr`` is a ``(N,)`` tensor (one step size per replica, so several configurations share one program); it is
-broadcast over each parameter's trailing axes. Heavy ball follows ``torch.optim.SGD``:
+broadcast over each parameter's trailing axes. ``rows`` restricts a step to a slice of replicas (the simulator
+steps cache-sized chunks). A gradient may be given factored as ``(left (N, m, 1), right (N, 1, n))`` for the
+outer product ``left · right`` (one example per replica): SGD then folds it into the update without
+materialising it. Heavy ball follows ``torch.optim.SGD``:
 ``v ← β v + g``, ``θ ← θ − γ v``. Adam follows ``torch.optim.Adam`` (bias-corrected, ``eps`` outside the root).
 """
 
@@ -25,13 +28,17 @@ class BatchedSGD:
         self.params, self.momentum = params, momentum
         self.buffers = [torch.zeros_like(p) for p in params] if momentum else None
 
-    def step(self, grads: list[torch.Tensor], lr: torch.Tensor) -> None:
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+    def step(self, grads: list, lr: torch.Tensor, rows: slice = slice(None)) -> None:
+        for i, g in enumerate(grads):
+            p = self.params[i][rows]
             if self.buffers is not None:
-                buf = self.buffers[i]
-                buf.mul_(self.momentum).add_(g)
-                g = buf
-            p.addcmul_(g, _view(-lr, p))
+                buf = self.buffers[i][rows].mul_(self.momentum)
+                buf.addcmul_(*g) if isinstance(g, tuple) else buf.add_(g)
+                p.addcmul_(buf, _view(-lr, p))
+            elif isinstance(g, tuple):
+                p.addcmul_(g[0], g[1] * _view(-lr, g[1]))
+            else:
+                p.addcmul_(g, _view(-lr, p))
 
 
 class BatchedAdam:
@@ -43,12 +50,15 @@ class BatchedAdam:
         self.v = [torch.zeros_like(p) for p in params]
         self.t = 0
 
-    def step(self, grads: list[torch.Tensor], lr: torch.Tensor) -> None:
-        self.t += 1
+    def step(self, grads: list, lr: torch.Tensor, rows: slice = slice(None)) -> None:
+        if rows == slice(None) or rows.start in (None, 0):
+            self.t += 1
         beta1, beta2 = self.betas
         correction1 = 1 - beta1**self.t
         correction2 = 1 - beta2**self.t
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            p, m, v = p[rows], m[rows], v[rows]
+            g = g[0] * g[1] if isinstance(g, tuple) else g
             m.lerp_(g, 1 - beta1)
             v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             denom = (v / correction2).sqrt_().add_(self.eps)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 STUDENTS = ("linear", "mlp")
 SAMPLING = ("reshuffle", "replacement")
 _EVAL_ELEMENTS = 2**24  # activations per evaluation chunk
+_STEP_CACHE_BYTES = 4 * 2**20  # CPU: parameters and momentum of one group of MLP replicas stepped together
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -241,6 +242,11 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         per_epoch = n_train // batch_size
         order = None
 
+    chunks = [slice(None)]
+    if student == "mlp":
+        per_replica = sum(p[0].numel() for p in model.params) * torch.finfo(dtype).bits // 8 * 2
+        size = n_total if dev.type == "cuda" else max(1, _STEP_CACHE_BYTES // per_replica)
+        chunks = [slice(i, min(n_total, i + size)) for i in range(0, n_total, size)]
     records: dict[str, list[torch.Tensor]] = {k: [] for k in ("dist_sq", "excess_risk", "ce", "accuracy",
                                                              "l2_bcp", "ece")}
     record_steps: list[int] = []
@@ -283,16 +289,18 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                 targets = _targets(groups, bcp_train[idx], y_train[idx], gen, num_classes)
             else:
                 targets = t_train[config_of[:, None], idx]
-        if student == "linear":
-            logits = model.logits(x)
-        else:
-            cache = model.forward_with_cache(x)
-            logits = cache[0]
-        q = torch.softmax(logits, -1)
-        residual = targets.sum(-1, keepdim=True) * q - targets
-        grads = model.gradients(x, residual) if student == "linear" else model.gradients_from_cache(cache, residual)
         step_lr = lr_vec if schedule_table is None else schedule_table[t][config_of]
-        opt.step(grads, step_lr)
+        if student == "linear":
+            q = torch.softmax(model.logits(x), -1)
+            opt.step(model.gradients(x, targets.sum(-1, keepdim=True) * q - targets), step_lr)
+        else:
+            for rows in chunks:  # cache-sized groups of replicas: each group's weights are read from cache
+                part = model.params_for(rows)
+                cache = part.forward_with_cache(x[rows])
+                q = torch.softmax(cache[0], -1)
+                part_targets = targets[rows]
+                residual = part_targets.sum(-1, keepdim=True) * q - part_targets
+                opt.step(part.gradients_from_cache(cache, residual), step_lr[rows], rows)
         if (t + 1) % record_every == 0 or t + 1 == steps:
             record(t + 1)
             bar.update((t + 1) - bar.n)

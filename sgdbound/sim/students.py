@@ -134,13 +134,17 @@ class BatchedMLP:
     def forward_with_cache(self, x: torch.Tensor):
         return self._forward(x)
 
-    def gradients_from_cache(self, cache, residual: torch.Tensor) -> list[torch.Tensor]:
+    def gradients_from_cache(self, cache, residual: torch.Tensor) -> list:
+        """Mean-over-batch gradients; with one example per replica the weight gradients are returned factored,
+        ``(h (N, in, 1), δ (N, 1, out))`` (see ``sgdbound.sim.optim``)."""
         _, pre, post = cache
         delta = residual / residual.shape[1]
         layers = len(self.params) // 2
         grads: list[torch.Tensor] = [None] * len(self.params)  # type: ignore[list-item]
+        single = residual.shape[1] == 1
         for i in reversed(range(layers)):
-            grads[2 * i] = torch.bmm(post[i].transpose(1, 2), delta)
+            # one example per replica: keep the weight gradient as its outer-product factors
+            grads[2 * i] = (post[i].transpose(1, 2), delta) if single else torch.bmm(post[i].transpose(1, 2), delta)
             grads[2 * i + 1] = delta.sum(1)
             if i:
                 delta = torch.bmm(delta, self.params[2 * i].transpose(1, 2)) * self._act_grad(pre[i - 1], post[i])
