@@ -247,3 +247,17 @@ def test_bad_input_is_refused(kwargs, match):
         simulate(GaussianMixture.random(3, 3, seed=0), **settings)
 
 
+
+
+def test_pl_bounds_hold_on_excess_risk():
+    """T2 (exact BCPs) and T4 (one-hot) with the local constants bound the recorded excess risk E KL(P‖q)
+    (= f − f* for unbiased targets) from a random start, at the T4 step limit μ/(2Lℒ)."""
+    problem = LogisticTeacher.random(3, 4, scale=1.0, seed=7)
+    probe = simulate(problem, lr=1e-3, steps=1, replicas=2, dtype=F64, eval_size=16, theory_samples=8192)
+    c = probe.constants
+    lr = c["mu"] / (2 * c["lipschitz"] * c["smoothness"])
+    trajs = simulate(problem, noise=[OneHot(), Exact()], lr=lr, steps=2000, replicas=64, dtype=F64,
+                     eval_size=1024, init="random", record_every=250, theory_samples=8192)
+    for traj, theorem in zip(trajs, ("T4", "T2")):
+        assert traj.pl_bound is not None and traj.pl_bound.theorem == theorem
+        assert (traj.excess_risk.mean(0) <= traj.pl_bound.at(traj.steps) + 1e-12).all()

@@ -94,6 +94,15 @@ def _optimum(seed=0, n=40, classes=3, dim=4):
     return LinearSoftmax.from_params(*problem.bayes_linear()), s
 
 
+def _block_means(model, s, noise_model, seed, blocks=12, per_block=40):
+    """``empirical_noise`` over ``blocks`` blocks, each ``per_block`` fresh target draws for every ``x``
+    (batch means: the block values are independent, so their spread gives the standard error)."""
+    gen = torch.Generator().manual_seed(seed)
+    x, bcp = s.x.repeat(per_block, 1), s.bcp.repeat(per_block, 1)
+    return torch.tensor([empirical_noise(model, x, noise_model.sample(bcp, generator=gen)) for _ in range(blocks)],
+                        dtype=F64)
+
+
 @pytest.mark.parametrize("noise_model", [OneHot(), Dirichlet(2.0), Gaussian(0.05), Mix(0.4, Dirichlet(1.0))],
                          ids=repr)
 def test_empirical_noise_converges_to_prediction_at_optimum(noise_model):
@@ -102,11 +111,9 @@ def test_empirical_noise_converges_to_prediction_at_optimum(noise_model):
     model, s = _optimum(seed=3)
     predicted = predicted_noise(model, s.x, s.bcp, noise_model)
     assert predicted > 0
-    gen = torch.Generator().manual_seed(9)
-    draws = torch.tensor([empirical_noise(model, s.x, noise_model.sample(s.bcp, generator=gen))
-                          for _ in range(200)], dtype=F64)
-    errors = [abs(draws[:r].mean().item() - predicted) for r in (5, 200)]
-    se = draws.std().item() / 200**0.5
+    draws = _block_means(model, s, noise_model, seed=9)
+    errors = [abs(draws[:r].mean().item() - predicted) for r in (1, len(draws))]
+    se = draws.std().item() / len(draws) ** 0.5
     assert errors[1] < 5 * se
     assert errors[1] < errors[0] or errors[0] < se
     # and the expected norm carries no bias part at the optimum
@@ -122,10 +129,8 @@ def test_empirical_noise_converges_to_expected_norm_off_optimum():
     noise_model = Mix(0.5, Gaussian(0.2))
     expected = expected_sq_grad_norm(model, s.x, s.bcp, noise_model)
     assert expected > predicted_noise(model, s.x, s.bcp, noise_model)
-    gen = torch.Generator().manual_seed(1)
-    draws = torch.tensor([empirical_noise(model, s.x, noise_model.sample(s.bcp, generator=gen))
-                          for _ in range(200)], dtype=F64)
-    assert abs(draws.mean().item() - expected) < 5 * draws.std().item() / 200**0.5
+    draws = _block_means(model, s, noise_model, seed=1)
+    assert abs(draws.mean().item() - expected) < 5 * draws.std().item() / len(draws) ** 0.5
 
 
 def test_exact_and_temperature_give_no_noise():

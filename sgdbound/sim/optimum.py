@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sgdbound.theory import Bound, batch_noise, expected_smoothness, quasi_convex_bound, stationary_prediction
+from sgdbound.theory import (
+    Bound,
+    batch_noise,
+    expected_smoothness,
+    pl_bound,
+    quasi_convex_bound,
+    stationary_prediction,
+)
 
 __all__ = ["fit_linear", "LinearTheory", "linear_theory", "linear_per_sample_lipschitz", "flat_distance_sq"]
 
@@ -136,6 +143,14 @@ class LinearTheory:
         try:
             return quasi_convex_bound(mu=self.mu, smoothness=self.smoothness, sigma2=self.sigma2, step=step,
                                       dist0=dist0)
+        except ValueError:
+            return None
+
+    def pl(self, step: float, gap0: float) -> Bound | None:
+        """T2/T4 with these (local) constants for the excess loss, or None beyond the step limit."""
+        try:
+            return pl_bound(mu=self.mu, lipschitz=self.lipschitz, smoothness=self.smoothness, sigma2=self.sigma2,
+                            step=step, gap0=gap0)
         except ValueError:
             return None
 

@@ -329,6 +329,9 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                 if momentum == 0.0:
                     traj.bound = theory.bound(lrs[c], float(traj.dist_sq[:, 0].mean()))
                     traj.predicted_curve = theory.predicted_curve(traj.steps, lrs[c], init_cov[c])
+                    if stream and not noises[c].biased and evaluate is not None:
+                        # f − f* = E KL(P ‖ q) for unbiased targets: the recorded excess risk
+                        traj.pl_bound = theory.pl(lrs[c], float(traj.excess_risk[:, 0].mean()))
         out.append(traj)
     return out if many else out[0]
 

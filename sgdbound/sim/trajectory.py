@@ -26,7 +26,8 @@ class Trajectory:
     ``steps`` ``(records,)``. Theory (linear students): ``predicted_stationary`` (Lyapunov), ``predicted_curve``
     ``(records,)`` (the linearised recursion from the measured start, SGD without momentum), ``bound`` (T1/T3 with
     the local constants at the optimum; None beyond its step limit), ``bound_curve`` ``(records,)``,
-    ``constants``.
+    ``constants``; ``pl_bound`` (T2/T4 on the excess risk, streaming with unbiased targets; None beyond its
+    step limit ``μ/(Lℒ)``, which is small).
     """
 
     steps: np.ndarray
@@ -41,6 +42,7 @@ class Trajectory:
     predicted_stationary: float | None = None
     predicted_curve: np.ndarray | None = None
     bound: Bound | None = None
+    pl_bound: Bound | None = None
     constants: dict[str, float] = field(default_factory=dict)
     optimum: tuple | None = field(default=None, repr=False)
 
