@@ -17,29 +17,42 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = """\
+SETUP_BASE = """\
+import io
 import os
-import torch
-from IPython.display import display
-from sgdbound.experiments import run_experiment
-from sgdbound.plots import FIGURES
-from sgdbound.cli.sim_commands import format_table
 
+import torch
+from IPython.display import Image, display
+{imports}
 QUICK = os.environ.get("SGDBOUND_QUICK") == "1"
 torch.set_num_threads(1)  # tiny batched ops: one thread is faster on a shared CPU
-print("quick mode" if QUICK else "full settings")"""
+print("quick mode" if QUICK else "full settings")
+
+
+def show(fig, dpi=100):
+    \"\"\"Display a matplotlib Figure (sgdbound builds them without pyplot) as a PNG.\"\"\"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    display(Image(buffer.getvalue()))"""
+
+SETUP = SETUP_BASE.format(imports="""
+from sgdbound.cli.sim_commands import format_table
+from sgdbound.experiments import run_experiment
+from sgdbound.plots import FIGURES
+""")
 
 
 def _run(name: str, small: str) -> str:
     return f"""\
-small = {small}
+small = {small}  # quick mode only
 result = run_experiment("{name}", **(small if QUICK else {{}}))
 print(f"{{result.seconds:.1f}} s")
 print(format_table(result.summary))
-display(FIGURES["{name}"](result.measured, result.theory))"""
+show(FIGURES["{name}"](result.measured, result.theory))"""
 
 
-SMALL_ARGS = 'steps=1500, replicas=16, theory_samples=2048, eval_size=64, record_every=100, device="cpu", lr=0.032'
+SMALL_ARGS = ('\n    steps=1000, replicas=16, theory_samples=2048, eval_size=64, record_every=100, device="cpu", '
+              'lr=0.032,\n    ')
 LINEAR_SMALL = f"dict({SMALL_ARGS})"
 
 NOTEBOOKS = {
@@ -54,7 +67,7 @@ labels and noisy teachers put σ² > 0 back: the iterates settle at a plateau �
 prediction), below the T3 neighbourhood 2γσ²/μ."""),
         new_code_cell(SETUP),
         new_markdown_cell("## Exact vs one-hot vs noisy targets, started at θ* and at random"),
-        new_code_cell(_run("interpolation", f'dict({SMALL_ARGS}, targets=("exact", "onehot", "dirichlet:4"))')),
+        new_code_cell(_run("interpolation", f'dict({SMALL_ARGS}targets=("exact", "onehot", "dirichlet:4"))')),
         new_markdown_cell("""\
 Started at θ*, the exact-BCP distance stays at float64 round-off; from a random start it decays under the
 T1 curve. The noisy targets' plateaus sit on their dotted predictions and far below their dashed T3 bounds.
@@ -75,9 +88,9 @@ distillation target t = (1−λ) e_y + λ p̃ the covariance is (1−λ)² C_one
 quadratic in λ; `sgdbound.theory.optimal_lambda` picks the λ* = A/(A+B) that minimises σ²."""),
         new_code_cell(SETUP),
         new_markdown_cell("## Plateau against the teacher's noise"),
-        new_code_cell(_run("teacher_noise", f"dict({SMALL_ARGS}, nus=(0.001, 0.004), alphas=(1.0, 9.0))")),
+        new_code_cell(_run("teacher_noise", f"dict({SMALL_ARGS}nus=(0.001, 0.004), alphas=(1.0, 9.0))")),
         new_markdown_cell("## The λ sweep, with the predicted optimum marked"),
-        new_code_cell(_run("lambda_sweep", f"dict({SMALL_ARGS}, lams=(0.0, 0.25, 0.5, 0.75, 1.0))")),
+        new_code_cell(_run("lambda_sweep", f"dict({SMALL_ARGS}lams=(0.0, 0.5, 1.0))")),
         new_markdown_cell("""\
 λ* from `optimal_lambda` weighs every parameter direction equally (it minimises σ² = tr S); the plateau
 weighs them by H⁺, so its minimiser can differ a little when the teacher's noise is not shaped like the
@@ -118,10 +131,11 @@ The dotted lines are the Bayes classifier's values (H(Y|X) and the Bayes accurac
 The four bounds (T1–T4) as functions of the step γ, from the constants at θ* of a built-in problem: how the
 rate 1 − γμ, the neighbourhood 2γσ²/μ and the iterations to a target accuracy trade off, and how they compare
 with the Lyapunov prediction of the actual plateau."""),
-        new_code_cell(SETUP),
+        new_code_cell(SETUP_BASE.format(imports="")),
         new_code_cell("""\
 import numpy as np
 from matplotlib.figure import Figure
+
 from sgdbound.experiments import make_problem
 from sgdbound.sim import simulate
 from sgdbound.targets import OneHot
@@ -153,7 +167,7 @@ ax.set_xlabel("step size γ")
 ax.set_ylabel("E‖θ − θ*‖² at stationarity")
 ax.set_title("One-hot labels on the 'teacher' problem: bound against prediction")
 ax.legend()
-display(fig)"""),
+show(fig)"""),
         new_markdown_cell("""\
 The same computation from the command line:
 

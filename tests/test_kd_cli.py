@@ -80,3 +80,15 @@ def test_small_study_path_on_tiny_settings(tmp_path):
     assert "wall time" in text and "| mixture | 0.1 |" in text and "ensemble" in text
     assert (tmp_path / "fig" / "kd_few_shot.png").exists() and not (tmp_path / "fig" / "results.csv").exists()
     assert (tmp_path / "study" / "results.csv").exists()
+
+
+def test_teachers_synthetic_command(tmp_path, capsys):
+    out = tmp_path / "synthetic.json"
+    argv = ["teachers-synthetic", "--teacher", "deterministic", "mc_dropout", "--n-train", "300", "--n-eval", "100",
+            "--epochs", "2", "-S", "3", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| mc_dropout |" in printed and "measured σ² at θ*" in printed
+    assert json.loads(out.read_text())["rows"][0]["teacher"] == "deterministic"
+    assert main(["teachers-synthetic", "--teacher", "gp"]) == 2
+    assert "unknown teacher 'gp'" in capsys.readouterr().err

@@ -6,6 +6,8 @@ Every comparison is in float64 at ``rtol = 1e-8``, on linear students and small 
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.testing import assert_close
@@ -199,3 +201,23 @@ def test_shared_weights_fall_back_to_jacobians(make):
     close(per_sample_gradients(model, s.x, s.bcp), ref.loss_gradients(model, s.x, s.bcp))
     close(loss_hessian(model, s.x, s.bcp), ref.loss_hessian(model, s.x, s.bcp))
     assert all(a is b for a, b in zip(model.parameters(), params))
+
+
+def test_paper_forms_with_a_class_of_zero_probability():
+    """A class with P_k = q_k = 0 (underflow) contributes nothing to the one-hot form and G_kk to the ν form;
+    with P_k = 0 < q_k the forms are infinite (no NaN either way)."""
+    from sgdbound.models import LinearSoftmax
+    from sgdbound.theory import noisy_bcp_noise, onehot_noise
+
+    model = LinearSoftmax(2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        model.bias.copy_(torch.tensor([0.0, 0.0, -1e4], dtype=torch.float64))  # q_3 underflows to exactly 0
+    x = torch.tensor([[0.5, -1.0], [1.0, 2.0]], dtype=torch.float64)
+    bcp = torch.tensor([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0]], dtype=torch.float64)
+    two = LinearSoftmax(2, 2, dtype=torch.float64)  # the same student without the empty class
+    bcp2 = bcp[:, :2]
+    assert onehot_noise(model, x, bcp) == pytest.approx(onehot_noise(two, x, bcp2), rel=1e-12)
+    assert math.isfinite(noisy_bcp_noise(model, x, bcp, 0.1))
+    with torch.no_grad():
+        model.bias.zero_()
+    assert onehot_noise(model, x, bcp) == math.inf

@@ -1,4 +1,5 @@
-"""``sgdbound distill`` (one run or a sweep, or ``--study small``) and ``sgdbound report``.
+"""``sgdbound distill`` (one run or a sweep, or ``--study small``), ``sgdbound report`` and
+``sgdbound teachers-synthetic``.
 
 Settings come from a TOML config file (keys are ``DistillConfig`` fields; the swept ones may be lists; a
 ``[teacher_options]`` table may hold one table per teacher) and from flags, flags winning. Swept flags take
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["register", "distill_command", "report_command"]
+__all__ = ["register", "distill_command", "report_command", "synthetic_command"]
 
 # flag dest -> DistillConfig field, for the swept axes
 _AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_student": "t_student", "seeds": "seed",
@@ -50,6 +51,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--figures", type=Path, help="where to write the PNGs (default: --out)")
     r.add_argument("--prefix", default="kd_", help="file-name prefix of the PNGs")
     r.set_defaults(func=report_command)
+
+    t = sub.add_parser("teachers-synthetic", help="teachers on a Gaussian mixture: distance to the exact BCPs and "
+                       "the gradient noise it predicts at the Bayes-optimal student")
+    t.add_argument("--teacher", nargs="+", help="teacher kinds (default: all)")
+    t.add_argument("--n-train", type=int, default=2000)
+    t.add_argument("--n-eval", type=int, default=1000)
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--samples", "-S", type=int, default=10)
+    t.add_argument("--members", type=int, default=3, help="ensemble members")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, help="also write the rows as JSON here")
+    t.set_defaults(func=synthetic_command)
 
 
 def _load_config(path: Path | None) -> dict:
@@ -117,4 +130,24 @@ def report_command(args: argparse.Namespace) -> int:
     report = write_report(args.folder, args.out, figures=args.figures, prefix=args.prefix)
     print(report.table)
     print("wrote " + ", ".join(str(p) for p in report.files))
+    return 0
+
+
+def synthetic_command(args: argparse.Namespace) -> int:
+    from sgdbound.io import provenance, write_json
+    from sgdbound.kd.synthetic import fidelity_table, teacher_fidelity
+    from sgdbound.kd.teachers import TEACHERS, check_teacher_name
+
+    kinds = args.teacher or list(TEACHERS)
+    for kind in kinds:
+        check_teacher_name(kind)
+    if args.samples < 1:
+        raise ValueError(f"samples (S) must be an integer >= 1, got {args.samples}")
+    rows = [teacher_fidelity(kind, n_train=args.n_train, n_eval=args.n_eval, epochs=args.epochs, samples=args.samples,
+                             seed=args.seed, **({"members": args.members} if kind == "ensemble" else {}))
+            for kind in kinds]
+    print(fidelity_table(rows), end="")
+    if args.out is not None:
+        settings = {k: v for k, v in vars(args).items() if k != "func"}
+        write_json(args.out, {"rows": rows, "settings": settings, "provenance": provenance(args.seed)})
     return 0

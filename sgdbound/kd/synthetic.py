@@ -32,7 +32,8 @@ from sgdbound.models import LinearSoftmax
 from sgdbound.targets import Gaussian, OneHot, SupervisionModel
 from sgdbound.theory import empirical_noise, expected_sq_grad_norm, predicted_noise
 
-__all__ = ["TeacherError", "TeacherFidelity", "fidelity_from_probs", "teacher_fidelity", "synthetic_teacher_study"]
+__all__ = ["TeacherError", "TeacherFidelity", "fidelity_from_probs", "teacher_fidelity", "synthetic_teacher_study",
+           "fidelity_table"]
 
 
 class TeacherError(SupervisionModel):
@@ -134,3 +135,16 @@ def teacher_fidelity(kind: str, mixture: GaussianMixture | None = None, *, n_tra
 def synthetic_teacher_study(kinds: Sequence[str] = tuple(TEACHERS), **kwargs) -> list[TeacherFidelity]:
     """``teacher_fidelity`` for each teacher kind with the same data and settings."""
     return [teacher_fidelity(kind, **kwargs) for kind in kinds]
+
+
+def fidelity_table(rows: Sequence[TeacherFidelity]) -> str:
+    """A markdown table of ``TeacherFidelity`` rows: distance to the BCPs, then measured next to predicted noise."""
+    lines = ["| teacher | ν (mean sq. error per entry) | ‖bias‖ | KL(P‖p̃) (nats) | agreement with Bayes argmax (%) "
+             "| measured σ² at θ* | predicted, Gaussian(ν) | predicted, covariance model | one-hot σ² |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in rows:
+        bias = sum(v * v for v in f.bias) ** 0.5
+        lines.append(f"| {f.teacher} | {f.nu:.2e} | {bias:.1e} | {f.kl:.4f} | {100 * f.accuracy:.1f} "
+                     f"| {f.measured:.4f} | {f.predicted_gaussian:.4f} | {f.predicted_covariance:.4f} "
+                     f"| {f.onehot:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -97,8 +97,13 @@ def _jk_norms(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: 
     logits, ntk = logit_ntk(model, x, chunk_size)
     probs = torch.softmax(logits, 1)
     gram = softmax_gram(probs, ntk)
-    # ‖J_k‖² = q_k² ‖g_k‖² = q_k² G_kk
-    return probs**2 * gram.diagonal(dim1=1, dim2=2), bcp.to(logits.dtype)
+    return probs, gram.diagonal(dim1=1, dim2=2), bcp.to(logits.dtype)
+
+
+def _ratio(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``q / P`` with the limits of the paper's forms where ``P_k = 0``: 1 if ``q_k = 0`` too, else ``inf``."""
+    safe = torch.where(p > 0, p, torch.ones_like(p))
+    return torch.where(p > 0, q / safe, torch.where(q > 0, torch.full_like(q, torch.inf), torch.ones_like(q)))
 
 
 def onehot_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None = None) -> float:
@@ -106,8 +111,9 @@ def onehot_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_siz
 
     Equal to ``predicted_noise(..., OneHot())`` when the model interpolates (``q = P``).
     """
-    jk2, bcp = _jk_norms(model, x, bcp, chunk_size)
-    return (jk2 / bcp).sum(1).mean().item()
+    # ‖J_k‖² / P_k = q_k² G_kk / P_k = (q_k / P_k) q_k G_kk; a class with P_k = q_k = 0 contributes 0
+    q, g_diag, bcp = _jk_norms(model, x, bcp, chunk_size)
+    return (_ratio(q, bcp) * q * g_diag).sum(1).mean().item()
 
 
 def noisy_bcp_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, nu: float,
@@ -117,8 +123,9 @@ def noisy_bcp_noise(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, nu: fl
     Equal to ``predicted_noise(..., Gaussian(nu))`` when the model interpolates.
     """
     nu = check_nonnegative("nu", nu)
-    jk2, bcp = _jk_norms(model, x, bcp, chunk_size)
-    return nu * (jk2 / bcp**2).sum(1).mean().item()
+    # ‖J_k‖² / P_k² = (q_k / P_k)² G_kk
+    q, g_diag, bcp = _jk_norms(model, x, bcp, chunk_size)
+    return nu * (_ratio(q, bcp) ** 2 * g_diag).sum(1).mean().item()
 
 
 def interpolation_gap(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None = None) -> float:
@@ -128,7 +135,9 @@ def interpolation_gap(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chun
     ``bcp`` may be any rows on the simplex (one-hot labels give the one-hot gap).
     """
     _model_and_bcp(model, x, bcp)
-    return empirical_noise(model, x, bcp, chunk_size)
+    logits, ntk = logit_ntk(model, x, chunk_size)
+    r = loss_residual(torch.softmax(logits, 1), bcp.to(logits.dtype))
+    return torch.einsum("nk,nkl,nl->n", r, ntk, r).mean().item()
 
 
 @dataclass(frozen=True)

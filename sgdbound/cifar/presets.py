@@ -1,0 +1,198 @@
+"""Presets for the paper's CIFAR-100 runs, checked against the official scripts of ``Bayesian-KD/Bayesian-KD``.
+
+Every preset is a frozen dataclass in :data:`PRESETS`; :func:`get_preset` looks one up and lists the valid names
+when the name is unknown. Names:
+
+* ``teacher-{arch}-{kind}``: teacher training (``kind`` ∈ deterministic, vi, laplace);
+* ``kd-{teacher}-{student}-{kind}``: student distillation from a teacher of that kind (the paper's table);
+* ``fewshot{β}-{teacher}-{student}-{kind}``: the same on the official few-shot subset with β % of each class;
+* ``samples{S}-{teacher}-{student}-vi``: a VI teacher averaged over ``S`` Monte Carlo samples.
+
+What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``train_teacher_LA.py``,
+``train_student.py``, ``create_cifar_subsets.py``; README examples):
+
+* Adam (no weight decay; the ``--momentum`` option is never used), lr 1e-3, batch 100, 200 epochs, lr × 0.1
+  at epoch 100 (script default; the README's deterministic-teacher example passes ``--lr_decay_epochs 100,150``);
+  MobileNetV2 / ShuffleNetV2 use lr 1e-2.
+* VI teacher: mean-field Gaussian layers (``bayesianize_`` with ``configs/ffg_u_cifar100.json``), NLL only for
+  the first 100 epochs, then the KL weight ramps linearly to 1 over 50 epochs; KL divided by the training set
+  size; 1 test sample.
+* Laplace teacher: post hoc on the deterministic teacher, last layer, fitted on the augmented training set with
+  batch 20. Script defaults: ``diag`` Hessian, prior precision by ``gridsearch``; the README example and the
+  student example's folder name use ``kron`` and ``marglik``; both predict with ``glm`` + ``probit``.
+* Student loss: ``(1 − λ) CE(z_s, y) + λ · T_t T_s · KL(p_t ‖ softmax(z_s / T_s))`` (``reduction="batchmean"``),
+  where ``p_t`` is ``softmax(z_t / T_t)`` (deterministic), the mean over ``S`` samples of
+  ``softmax(z_t / T_t)`` (VI), or the Laplace predictive ``p`` sharpened as ``p^{1/T_t}`` and renormalised.
+  The KL scale is ``T_t T_s``; it equals Hinton's ``T²`` only when ``T_t = T_s`` (Laplace: 2 · 2), and is 4
+  where Hinton's would be 16 for the deterministic and VI presets (``T_t = 4``, ``T_s = 1``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = ["TeacherKind", "Schedule", "VIConfig", "LaplaceConfig", "KDConfig", "TeacherPreset", "StudentPreset",
+           "PAIRS", "PAPER_ACCURACY", "PRESETS", "KD_DEFAULTS", "FEWSHOT_PERCENTS", "MC_SAMPLES", "get_preset"]
+
+
+class TeacherKind(str, Enum):
+    """How the teacher's probabilities are obtained."""
+
+    DETERMINISTIC = "deterministic"
+    """One network trained with cross-entropy; ``softmax(z / T_t)``."""
+    VI = "vi"
+    """Mean-field variational inference (Bayes by backprop); the mean of ``S`` sampled softmaxes."""
+    LAPLACE = "laplace"
+    """Last-layer Laplace approximation fitted post hoc on the deterministic teacher; GLM predictive, probit."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimiser and step schedule shared by teachers and students in the official scripts."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 100
+    epochs: int = 200
+    milestones: tuple[int, ...] = (100,)
+    gamma: float = 0.1
+
+
+@dataclass(frozen=True)
+class VIConfig:
+    """VI teacher training: ``ml_epochs`` of NLL only, then the KL weight rises by ``1/annealing_epochs`` per
+    epoch up to 1; ``test_samples`` Monte Carlo samples at evaluation."""
+
+    ml_epochs: int = 100
+    annealing_epochs: int = 50
+    test_samples: int = 1
+    layer_config: str = "ffg_u_cifar100"
+
+
+@dataclass(frozen=True)
+class LaplaceConfig:
+    """Post hoc Laplace (laplace-torch ``Laplace(model, "classification", …)``)."""
+
+    subset_of_weights: str = "last_layer"
+    hessian_structure: str = "kron"
+    prior_method: str = "marglik"
+    pred_type: str = "glm"
+    link_approx: str = "probit"
+    fit_batch_size: int = 20
+    chunk: int = 20
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Distillation hyperparameters: ``lam`` (the official ``--alpha``), teacher and student temperatures,
+    Monte Carlo samples of a Bayesian teacher."""
+
+    lam: float
+    t_teacher: float
+    t_student: float
+    samples: int = 1
+
+    @property
+    def kl_scale(self) -> float:
+        """Factor on the KL term in the official loss: ``T_t · T_s``."""
+        return self.t_teacher * self.t_student
+
+
+@dataclass(frozen=True)
+class TeacherPreset:
+    name: str
+    arch: str
+    kind: TeacherKind
+    schedule: Schedule = field(default_factory=Schedule)
+    vi: VIConfig | None = None
+    laplace: LaplaceConfig | None = None
+
+    @property
+    def base(self) -> str | None:
+        """The preset of the network a post hoc teacher starts from (Laplace: the deterministic teacher)."""
+        return f"teacher-{self.arch}-deterministic" if self.kind is TeacherKind.LAPLACE else None
+
+
+@dataclass(frozen=True)
+class StudentPreset:
+    name: str
+    teacher: str
+    student: str
+    kind: TeacherKind
+    kd: KDConfig
+    schedule: Schedule = field(default_factory=Schedule)
+    fewshot_percent: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    paper_accuracy: float | None = None
+    """Top-1 test accuracy (%) the paper reports for this run, where it does."""
+
+
+#: The official hyperparameters per teacher kind (README examples of ``train_student.py``).
+KD_DEFAULTS = {
+    TeacherKind.DETERMINISTIC: KDConfig(lam=0.5, t_teacher=4.0, t_student=1.0, samples=1),
+    TeacherKind.VI: KDConfig(lam=0.7, t_teacher=4.0, t_student=1.0, samples=1),
+    TeacherKind.LAPLACE: KDConfig(lam=1.0, t_teacher=2.0, t_student=2.0, samples=1),
+}
+
+#: Teacher → student pairs of the paper and the official code.
+PAIRS = (("resnet50", "resnet18"), ("resnet50", "vgg8"), ("vgg13", "wrn_40_1"), ("resnet50", "wrn_16_2"),
+         ("resnet50", "wrn_40_2"), ("wrn_40_2", "wrn_40_1"))
+
+#: Student top-1 accuracy (%) reported in the paper: pair → {teacher kind: accuracy}.
+PAPER_ACCURACY: dict[tuple[str, str], dict[TeacherKind, float]] = {
+    ("resnet50", "vgg8"): {TeacherKind.DETERMINISTIC: 75.66, TeacherKind.VI: 77.27, TeacherKind.LAPLACE: 76.11},
+    ("vgg13", "wrn_40_1"): {TeacherKind.DETERMINISTIC: 67.90, TeacherKind.VI: 71.37, TeacherKind.LAPLACE: 70.87},
+    ("resnet50", "wrn_16_2"): {TeacherKind.DETERMINISTIC: 69.36, TeacherKind.VI: 73.63, TeacherKind.LAPLACE: 72.52},
+    ("resnet50", "wrn_40_2"): {TeacherKind.DETERMINISTIC: 73.79, TeacherKind.VI: 75.82, TeacherKind.LAPLACE: 74.57},
+}
+
+FEWSHOT_PERCENTS = (5, 10, 15, 25, 35, 50)
+MC_SAMPLES = tuple(range(1, 13))
+#: The pair of the few-shot and Monte Carlo sweeps (the official README's examples of both scripts).
+SWEEP_PAIR = ("resnet50", "resnet18")
+
+
+def _lr_for(arch: str) -> Schedule:
+    return Schedule(lr=1e-2) if arch in ("mobilenetv2", "shufflenetv2") else Schedule()
+
+
+def _build() -> dict[str, TeacherPreset | StudentPreset]:
+    presets: dict[str, TeacherPreset | StudentPreset] = {}
+    for arch in sorted({a for pair in PAIRS for a in pair[:1]}):
+        for kind in TeacherKind:
+            name = f"teacher-{arch}-{kind.value}"
+            presets[name] = TeacherPreset(name, arch, kind, _lr_for(arch),
+                                          vi=VIConfig() if kind is TeacherKind.VI else None,
+                                          laplace=LaplaceConfig() if kind is TeacherKind.LAPLACE else None)
+    for teacher, student in PAIRS:
+        for kind in TeacherKind:
+            name = f"kd-{teacher}-{student}-{kind.value}"
+            presets[name] = StudentPreset(name, f"teacher-{teacher}-{kind.value}", student, kind, KD_DEFAULTS[kind],
+                                          _lr_for(student),
+                                          paper_accuracy=PAPER_ACCURACY.get((teacher, student), {}).get(kind))
+    teacher, student = SWEEP_PAIR
+    for percent in FEWSHOT_PERCENTS:
+        for kind in TeacherKind:
+            name = f"fewshot{percent}-{teacher}-{student}-{kind.value}"
+            presets[name] = StudentPreset(name, f"teacher-{teacher}-{kind.value}", student, kind, KD_DEFAULTS[kind],
+                                          _lr_for(student), fewshot_percent=percent)
+    vi = KD_DEFAULTS[TeacherKind.VI]
+    for samples in MC_SAMPLES:
+        name = f"samples{samples}-{teacher}-{student}-vi"
+        kd = KDConfig(vi.lam, vi.t_teacher, vi.t_student, samples)
+        presets[name] = StudentPreset(name, f"teacher-{teacher}-vi", student, TeacherKind.VI, kd, _lr_for(student))
+    return presets
+
+
+PRESETS: dict[str, TeacherPreset | StudentPreset] = _build()
+
+
+def get_preset(name: str) -> TeacherPreset | StudentPreset:
+    """The preset ``name``; ``ValueError`` listing the valid names (grouped by prefix) when it is unknown."""
+    if name in PRESETS:
+        return PRESETS[name]
+    close = sorted(n for n in PRESETS if name and (name in n or n.split("-")[0] == name.split("-")[0]))[:12]
+    hint = f" (close: {', '.join(close)})" if close else ""
+    raise ValueError(f"unknown preset {name!r}{hint}; valid presets: {', '.join(PRESETS)}")
