@@ -32,6 +32,7 @@ EXACT = {
     "shufflenetv2": tvm.ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1.meta["num_params"] - 1025 * 1000 + 1025 * 100,
 }
 ROUNDED = {  # name: (published figure in millions, decimals it is given to, classes)
+    # (the KD-table figures were recalled, not re-read from a table this session; the exact ones are computed)
     "resnet18": (11.2, 1, 100), "resnet50": (23.71, 2, 100), "wrn_40_2": (2.26, 2, 100),
     "wrn_16_2": (0.70, 2, 100), "wrn_40_1": (0.57, 2, 100), "vgg8_rd": (3.96, 2, 100), "vgg13_rd": (9.46, 2, 100),
     "shufflenetv2": (1.36, 2, 100),
@@ -68,13 +69,14 @@ def test_shape_interface_and_parameter_count(name):
     assert feats.shape == (2, net.head.in_features) and net.head.out_features == 100
     if name not in ("mobilenetv2",):  # MobileNetV2 applies dropout between features and head (eval: identity)
         torch.testing.assert_close(net.head(feats), logits)
-    assert list(net.modules())[-1] is net.head or name == "mobilenetv2"
+    assert list(net.modules())[-1] is net.head  # registered last: what last-layer Laplace picks
     n = count_parameters(net)
     if name in EXACT:
         assert n == EXACT[name]
     if name in ROUNDED:
         figure, decimals, _ = ROUNDED[name]
-        assert round(n / 1e6, decimals) == pytest.approx(figure)
+        # within one unit of the last published digit: tables round or truncate (VGG-8: 3,965,028 is "3.96M")
+        assert abs(n / 1e6 - figure) <= 10.0**-decimals
     if name in WRN_PAPER:
         assert round(count_parameters(build_model(name, num_classes=10)) / 1e6, 1) == pytest.approx(WRN_PAPER[name])
 

@@ -58,15 +58,16 @@ def step_size_figure(measured, theory) -> Figure:
     left, right = fig.subplots(1, 2)
     plateau_vs_step(left, measured, theory)
     for i, (lr, band, pred) in enumerate(zip(measured.lrs, measured.dist_sq, theory.prediction)):
-        trajectory(right, band, label=f"γ = {lr:g}", color=f"C{i}", prediction=pred)
+        trajectory(right, band, label=f"γ = {lr:g}", color=f"C{i}", prediction=pred, first=1)
     right.set_ylabel("E‖θ_t − θ*‖²")
     right.set_title("Trajectories from θ* (dotted: Lyapunov prediction)")
     handles, labels = right.get_legend_handles_labels()
     keep = [(h, lab) for h, lab in zip(handles, labels) if lab.endswith("median")]
     right.legend([h for h, _ in keep], [lab.replace(": median", "") for _, lab in keep], fontsize=8,
                  loc="lower right", title="median, 10–90% band", title_fontsize=8)
-    fig.suptitle(f"Plateau ∝ step size: measured slope {measured.slope:.2f}, theory 1 "
-                 f"(γL_max ≤ 0.1 for γ ≤ {0.1 / theory.lipschitz_max:.3g})")
+    fig.suptitle(f"Plateau ∝ step size: measured log-log slope {measured.slope:.2f}, theory 1 "
+                 f"(linear student, one-hot labels; L_max = {theory.lipschitz_max:.3g}, so γ·L_max ≤ 0.1 "
+                 f"for γ ≤ {0.1 / theory.lipschitz_max:.2g})")
     return fig
 
 

@@ -1,0 +1,82 @@
+"""Presets of the paper's CIFAR-100 runs: official hyperparameters per teacher kind, the pairs, the sweeps,
+the paper's reported accuracies, and the registry's error."""
+
+import dataclasses
+
+import pytest
+
+from sgdbound.cifar.models import MODELS
+from sgdbound.cifar.presets import (
+    FEWSHOT_PERCENTS,
+    KD_DEFAULTS,
+    MC_SAMPLES,
+    PAIRS,
+    PAPER_ACCURACY,
+    PRESETS,
+    StudentPreset,
+    TeacherKind,
+    TeacherPreset,
+    get_preset,
+)
+
+# (λ, T_t, T_s, S) from the official README's train_student.py examples
+OFFICIAL = {"deterministic": (0.5, 4.0, 1.0, 1), "vi": (0.7, 4.0, 1.0, 1), "laplace": (1.0, 2.0, 2.0, 1)}
+
+
+@pytest.mark.parametrize("kind", list(OFFICIAL))
+def test_official_hyperparameters_per_teacher_kind(kind):
+    kd = KD_DEFAULTS[TeacherKind(kind)]
+    assert (kd.lam, kd.t_teacher, kd.t_student, kd.samples) == OFFICIAL[kind]
+    assert kd.kl_scale == kd.t_teacher * kd.t_student == 4.0
+    for teacher, student in PAIRS:
+        preset = get_preset(f"kd-{teacher}-{student}-{kind}")
+        assert preset.kd == kd and preset.student == student and preset.kind.value == kind
+        assert preset.teacher == f"teacher-{teacher}-{kind}"
+
+
+def test_schedules_are_the_official_ones():
+    for preset in PRESETS.values():
+        s = preset.schedule
+        assert (s.optimizer, s.lr, s.batch_size, s.epochs, s.milestones, s.gamma, s.weight_decay) == (
+            "adam", 1e-3, 100, 200, (100,), 0.1, 0.0)
+
+
+def test_teachers_cover_every_pair_and_kind():
+    for preset in PRESETS.values():
+        if isinstance(preset, StudentPreset):
+            teacher = get_preset(preset.teacher)
+            assert isinstance(teacher, TeacherPreset) and teacher.kind is preset.kind
+            assert preset.student in MODELS and teacher.arch in MODELS
+    vi, la = get_preset("teacher-resnet50-vi"), get_preset("teacher-vgg13-laplace")
+    assert vi.vi is not None and (vi.vi.ml_epochs, vi.vi.annealing_epochs) == (100, 50)
+    assert la.laplace.subset_of_weights == "last_layer" and la.base == "teacher-vgg13-deterministic"
+    assert get_preset("teacher-wrn_40_2-deterministic").base is None
+
+
+def test_paper_accuracies_sit_beside_the_presets():
+    assert get_preset("kd-resnet50-vgg8-vi").paper_accuracy == 77.27
+    assert get_preset("kd-vgg13-wrn_40_1-deterministic").paper_accuracy == 67.90
+    assert get_preset("kd-resnet50-wrn_16_2-laplace").paper_accuracy == 72.52
+    assert get_preset("kd-resnet50-wrn_40_2-deterministic").paper_accuracy == 73.79
+    assert get_preset("kd-resnet50-resnet18-vi").paper_accuracy is None  # not in the stored table
+    for pair, row in PAPER_ACCURACY.items():
+        assert pair in PAIRS and set(row) == set(TeacherKind)
+        assert row[TeacherKind.VI] > row[TeacherKind.LAPLACE] > row[TeacherKind.DETERMINISTIC]
+
+
+def test_sweeps():
+    fewshot = [p for p in PRESETS.values() if isinstance(p, StudentPreset) and p.fewshot_percent]
+    assert sorted({p.fewshot_percent for p in fewshot}) == list(FEWSHOT_PERCENTS) == [5, 10, 15, 25, 35, 50]
+    assert len(fewshot) == 6 * 3
+    samples = [get_preset(f"samples{s}-resnet50-resnet18-vi") for s in MC_SAMPLES]
+    assert [p.kd.samples for p in samples] == list(range(1, 13))
+    assert all(p.kd.lam == 0.7 and p.kind is TeacherKind.VI for p in samples)
+    assert all(p.seeds == (0, 1, 2, 3, 4) for p in fewshot + samples)
+
+
+def test_presets_are_frozen_and_unknown_names_list_valid_ones():
+    preset = get_preset("kd-resnet50-vgg8-deterministic")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset.student = "vgg13"
+    with pytest.raises(ValueError, match=r"unknown preset 'kd-resnet50-vgg9-vi'.*kd-resnet50-vgg8-vi.*valid presets"):
+        get_preset("kd-resnet50-vgg9-vi")
