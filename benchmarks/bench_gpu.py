@@ -28,7 +28,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sgdbound.cifar.data import DeviceLoader, OfficialStyleDataset, load_cifar100, official_transform, write_fake_cifar100
+from sgdbound.cifar.data import (
+    DeviceLoader,
+    OfficialStyleDataset,
+    load_cifar100,
+    official_transform,
+    write_fake_cifar100,
+)
 from sgdbound.cifar.models import build_model, count_parameters
 from sgdbound.cifar.presets import KD_DEFAULTS, TeacherKind
 

@@ -70,7 +70,9 @@ def test_sweeps():
     assert len(fewshot) == 6 * 3
     samples = [get_preset(f"samples{s}-resnet50-resnet18-vi") for s in MC_SAMPLES]
     assert [p.kd.samples for p in samples] == list(range(1, 13))
-    assert all(p.kd.lam == 0.7 and p.kind is TeacherKind.VI for p in samples)
+    # train_bnn_samples_exp_students.py: KD only, temperature 1
+    assert all((p.kd.lam, p.kd.t_teacher, p.kd.t_student) == (1.0, 1.0, 1.0) and p.kind is TeacherKind.VI
+               for p in samples)
     assert all(p.seeds == (0, 1, 2, 3, 4) for p in fewshot + samples)
 
 

@@ -107,7 +107,7 @@ def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as handle:
             obj = pickle.load(handle, encoding="bytes")
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the file is not the official one
+    except Exception as error:  # any unpickling failure means the file is not the official one
         raise ValueError(f"{path} is not a readable CIFAR-100 pickle ({type(error).__name__}: {error}); "
                          f"expected {_expected()}") from error
     if not isinstance(obj, dict):
@@ -234,11 +234,19 @@ def draw_augmentation(n: int, generator: torch.Generator, device: torch.device |
     return top, left, flip
 
 
-def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _stats(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(CIFAR100_MEAN).view(1, 3, 1, 1).to(device)
+    std = torch.tensor(CIFAR100_STD).view(1, 3, 1, 1).to(device)
+    return mean, std
+
+
+def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32,
+              stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """uint8 ``(b, 3, h, w)`` → ``(x / 255 − mean) / std`` with the CIFAR-100 statistics (``ToTensor`` then
-    ``Normalize``), computed in float32 and cast to ``dtype``; keeps the input's memory format."""
-    mean = torch.tensor(CIFAR100_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR100_STD, device=images.device).view(1, 3, 1, 1)
+    ``Normalize``), computed in float32 and cast to ``dtype``; keeps the input's memory format. ``stats``: the
+    ``(mean, std)`` tensors ``(1, 3, 1, 1)`` already on the device (a loader passes them to avoid a host-to-device
+    copy per batch)."""
+    mean, std = stats if stats is not None else _stats(images.device)
     out = (images.float() / 255.0 - mean) / std
     return out.to(dtype)
 
@@ -296,6 +304,7 @@ class DeviceLoader:
         self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
         self.seed, self.dtype, self.channels_last = int(seed), dtype, channels_last
         self.epoch = 0
+        self._stats = _stats(self.device)
 
     def __len__(self) -> int:
         n = self.labels.numel()
@@ -321,7 +330,7 @@ class DeviceLoader:
                                   flip[start:start + self.batch_size], channels_last=self.channels_last)
             elif self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield normalize(x, self.dtype), self.labels[index]
+            yield normalize(x, self.dtype, self._stats), self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, self.epoch = self.epoch, self.epoch + 1

@@ -6,7 +6,8 @@ when the name is unknown. Names:
 * ``teacher-{arch}-{kind}``: teacher training (``kind`` ∈ deterministic, vi, laplace);
 * ``kd-{teacher}-{student}-{kind}``: student distillation from a teacher of that kind (the paper's table);
 * ``fewshot{β}-{teacher}-{student}-{kind}``: the same on the official few-shot subset with β % of each class;
-* ``samples{S}-{teacher}-{student}-vi``: a VI teacher averaged over ``S`` Monte Carlo samples.
+* ``samples{S}-{teacher}-{student}-vi``: a VI teacher averaged over ``S`` Monte Carlo samples, with the Monte
+  Carlo script's own loss (λ = 1, T_t = T_s = 1).
 
 What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``train_teacher_LA.py``,
 ``train_student.py``, ``create_cifar_subsets.py``; README examples):
@@ -25,6 +26,11 @@ What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``tr
   ``softmax(z_t / T_t)`` (VI), or the Laplace predictive ``p`` sharpened as ``p^{1/T_t}`` and renormalised.
   The KL scale is ``T_t T_s``; it equals Hinton's ``T²`` only when ``T_t = T_s`` (Laplace: 2 · 2), and is 4
   where Hinton's would be 16 for the deterministic and VI presets (``T_t = 4``, ``T_s = 1``).
+* Few-shot (``train_fewshot_exp_students.py``): the same loss and schedule (200 epochs over the subset), with
+  ``(T_t, T_s, λ)`` passed per run (no per-kind defaults; the presets use the table's) and ``--bnn_samples``
+  defaulting to 10, not 1 (the presets keep S = 1; set ``samples`` to follow the script's default).
+* Monte Carlo sweep (``train_bnn_samples_exp_students.py``): λ = 1, T_t = T_s = 1, and the students for
+  S = 1…12 share one set of 12 teacher draws per batch (student S uses the mean of the first S).
 """
 
 from __future__ import annotations
@@ -150,6 +156,9 @@ PAPER_ACCURACY: dict[tuple[str, str], dict[TeacherKind, float]] = {
 
 FEWSHOT_PERCENTS = (5, 10, 15, 25, 35, 50)
 MC_SAMPLES = tuple(range(1, 13))
+#: ``train_bnn_samples_exp_students.py``: pure distillation at temperature 1 (its defaults, "fixed"), not the VI
+#: table's λ = 0.7, T_t = 4.
+MC_SWEEP_KD = {"lam": 1.0, "t_teacher": 1.0, "t_student": 1.0}
 #: The pair of the few-shot and Monte Carlo sweeps (the official README's examples of both scripts).
 SWEEP_PAIR = ("resnet50", "resnet18")
 
@@ -178,11 +187,10 @@ def _build() -> dict[str, TeacherPreset | StudentPreset]:
             name = f"fewshot{percent}-{teacher}-{student}-{kind.value}"
             presets[name] = StudentPreset(name, f"teacher-{teacher}-{kind.value}", student, kind, KD_DEFAULTS[kind],
                                           _lr_for(student), fewshot_percent=percent)
-    vi = KD_DEFAULTS[TeacherKind.VI]
     for samples in MC_SAMPLES:
         name = f"samples{samples}-{teacher}-{student}-vi"
-        kd = KDConfig(vi.lam, vi.t_teacher, vi.t_student, samples)
-        presets[name] = StudentPreset(name, f"teacher-{teacher}-vi", student, TeacherKind.VI, kd, _lr_for(student))
+        presets[name] = StudentPreset(name, f"teacher-{teacher}-vi", student, TeacherKind.VI,
+                                      KDConfig(**MC_SWEEP_KD, samples=samples), _lr_for(student))
     return presets
 
 

@@ -83,13 +83,16 @@ def summarize_adam(measured: AdamMeasured, theory: AdamTheory) -> list[SummaryRo
 @dataclass
 class MLPMeasured:
     """Per target: ``excess_risk`` bands of ``E KL(P‖q)``; ``plateau`` its mean over replicas and the last half;
-    ``sem`` the standard error across replicas; ``ratio``: plateau over the one-hot plateau."""
+    ``sem`` the standard error across replicas; ``ratio``: plateau over the one-hot plateau; ``widths``: the
+    network's layer widths (input, hidden…, classes); ``lr``: the step."""
 
     targets: list[str]
     excess_risk: dict[str, Band]
     plateau: dict[str, float]
     sem: dict[str, float]
     ratio: dict[str, float]
+    widths: list[int] | None = None
+    lr: float | None = None
 
 
 @dataclass
@@ -122,7 +125,8 @@ def mlp_students(*, problem: str = "teacher", targets: tuple[str, ...] = ("oneho
                      noise=[parse_target(t) for t in targets], lr=lr, steps=steps, replicas=replicas, init="random",
                      seed=seed, device=device, dtype=as_dtype(dtype), record_every=record_every,
                      eval_size=eval_size)
-    measured = MLPMeasured(list(targets), {}, {}, {}, {})
+    prob = make_problem(problem, seed)
+    measured = MLPMeasured(list(targets), {}, {}, {}, {}, [prob.dim, *hidden, prob.num_classes], lr)
     for target, traj in zip(targets, trajs):
         measured.excess_risk[target] = Band.of(traj, "excess_risk")
         measured.plateau[target] = traj.plateau(metric="excess_risk")

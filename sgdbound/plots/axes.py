@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 from sgdbound.experiments._common import Band, fit_loglog
 
@@ -126,6 +127,8 @@ def plateau_scatter(ax: Axes, x: Sequence[float], plateau: Sequence[float], sem:
                     label="T3 bound 2γσ²/μ (admissible steps)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log axis collide
+    ax.margins(x=0.08)
     ax.grid(True, which="both", alpha=0.25)
     return ax
 
@@ -147,6 +150,10 @@ def plateau_vs_noise(ax: Axes, measured, theory, family: str) -> Axes:
     plateau_scatter(ax, measured.x[family], measured.plateau[family], measured.sem[family],
                     prediction=theory.prediction[family], bound=theory.neighborhood[family], color=color,
                     label="measured plateau (± s.e.)")
+    if family == "dirichlet":
+        for x, y in zip(measured.x[family], measured.plateau[family]):
+            ax.annotate(f"α = {1 / x - 1:g}", (x, y), xytext=(0, 9), textcoords="offset points", ha="center",
+                        fontsize=8)
     onehot = measured.reference.get("onehot")
     if onehot:
         ax.axhline(onehot, color=_COLORS["onehot"], lw=1.0, linestyle="-.", label="one-hot labels")

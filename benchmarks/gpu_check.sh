@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Prepared GPU check for issue 5 (one GPU, under 8 minutes): simulator throughput with 4096 replicas, then
+# CIFAR-format student-training throughput (ResNet-50 teacher -> ResNet-18 student) of the official loop against
+# the fast path, eager and under torch.compile. Every number ends up in one file, $OUT/gpu_check.json (the
+# pieces stay beside it: sim.json, cifar.json, cifar_compiled.json, and a log per step).
+#
+#   OUT=/some/dir bash benchmarks/gpu_check.sh        # OUT defaults to results/gpu_check
+#   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU (no simulator step)
+#
+# Each step has its own time limit (total at most ~7.5 min) and a failed or timed-out step is recorded, not fatal.
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-results/gpu_check}"
+mkdir -p "$OUT"
+if [ -z "${PY:-}" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
+START=$(date +%s)
+DEVICE="${DEVICE:-cuda}"
+EXTRA=()
+if [ -n "${SMOKE:-}" ]; then EXTRA=(--smoke); fi
+
+step() {  # step NAME LIMIT_SECONDS command...
+  local name=$1 limit=$2; shift 2
+  local t0; t0=$(date +%s)
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc seconds=$(( $(date +%s) - t0 ))" | tee -a "$OUT/steps.txt"
+  tail -n 3 "$OUT/$name.log"
+}
+
+: >"$OUT/steps.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt" 2>&1 || true
+if [ -z "${SMOKE:-}" ]; then
+  step sim 150 "$PY" benchmarks/bench_sim.py --device "$DEVICE" --json "$OUT/sim.json"
+  STEPS=(--steps 100 --warmup 10)
+else
+  STEPS=()
+fi
+step cifar 120 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --json "$OUT/cifar.json"
+step cifar_compiled 170 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
+  --json "$OUT/cifar_compiled.json"
+
+"$PY" - "$OUT" "$START" <<'PY'
+import json, pathlib, sys, time
+out, start = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+def load(name):
+    path = out / name
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return {"missing": f"{name}: {error}"}
+steps = {}
+for line in (out / "steps.txt").read_text().splitlines():
+    name, rc, seconds = line.split()
+    steps[name] = {"rc": int(rc.split("=")[1]), "seconds": int(seconds.split("=")[1])}
+summary = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None,
+           "steps": steps, "total_seconds": int(time.time()) - start,
+           "sim": load("sim.json"), "cifar": load("cifar.json"), "cifar_compiled": load("cifar_compiled.json")}
+(out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
+for key in ("cifar", "cifar_compiled"):
+    r = summary[key]
+    if "baseline" in r:
+        best = r.get("fast_compiled", r["fast"])["images_per_s"]
+        print(f"{key}: baseline {r['baseline']['images_per_s']:.0f} img/s, fast {r['fast']['images_per_s']:.0f}, "
+              f"best {best:.0f} img/s ({best / r['baseline']['images_per_s']:.2f}x)")
+for r in summary["sim"] if isinstance(summary["sim"], list) else []:
+    print(f"{r['name']}: ratio {r['ratio']:.1f}x (goal {r['goal']}x)")
+print(f"wrote {out / 'gpu_check.json'} after {summary['total_seconds']} s")
+PY

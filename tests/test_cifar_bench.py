@@ -1,0 +1,20 @@
+"""The GPU benchmark's CPU smoke path runs end to end and reports both loops (tiny nets, one step each)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+
+
+def test_bench_gpu_smoke_runs_on_cpu(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    results = bench.main(["--smoke", "--device", "cpu", "--teacher", "wrn_16_1", "--student", "wrn_16_1",
+                          "--batch-size", "2", "--n-train", "8", "--steps", "1", "--warmup", "0",
+                          "--json", str(out)])
+    assert json.loads(out.read_text())["speedup"] == results["speedup"] > 0
+    assert results["baseline"]["images_per_s"] > 0 and results["fast"]["images_per_s"] > 0
+    assert "baseline" in capsys.readouterr().out
