@@ -198,13 +198,17 @@ def notebook_metric(ax: Axes, measured, theory, metric: str) -> Axes:
     for i, target in enumerate(measured.targets):
         style = target_style(target, i)
         band = measured.curves[target][metric]
-        (line,) = ax.plot(band.steps, band.median, color=style["color"], linestyle=style["linestyle"], lw=1.5,
-                          label=target_label(target))
-        ax.fill_between(band.steps, band.low, band.high, color=line.get_color(), alpha=0.15, lw=0)
+        keep = np.asarray(band.steps) > 0  # log-scaled steps: the start is off the axis
+        steps = np.asarray(band.steps)[keep]
+        (line,) = ax.plot(steps, np.asarray(band.median)[keep], color=style["color"], linestyle=style["linestyle"],
+                          lw=1.5, label=target_label(target))
+        ax.fill_between(steps, np.asarray(band.low)[keep], np.asarray(band.high)[keep], color=line.get_color(),
+                        alpha=0.15, lw=0)
     bayes = theory.bayes.get(metric)
     if bayes is not None and (metric != "l2_bcp"):
-        ax.axhline(bayes, color="black", lw=1.0, linestyle=":", label="Bayes classifier")
-    ax.set_xlabel("SGD step (batch 1)")
+        ax.axhline(bayes, color="0.35", lw=0.9, linestyle="-", label="Bayes classifier")
+    ax.set_xscale("log")
+    ax.set_xlabel("SGD step (batch 1, log scale)")
     ax.set_ylabel(METRIC_LABELS[metric])
     ax.grid(True, alpha=0.3)
     if metric in ("ce", "l2_bcp"):

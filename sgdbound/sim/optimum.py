@@ -38,7 +38,7 @@ def _loss(theta: torch.Tensor, xa: torch.Tensor, targets: torch.Tensor) -> torch
 
 
 def fit_linear(x: torch.Tensor, targets: torch.Tensor, init: tuple[torch.Tensor, torch.Tensor] | None = None,
-               tol: float = 1e-13, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+               tol: float = 1e-11, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """``argmin_{W, b} (1/n) Σ_i −Σ_k t_ik log softmax(W x_i + b)_k`` in float64, centred (rows of ``[W b]``
     sum to zero). Returns ``(W (K, d), b (K,))``; warns if the gradient norm does not reach ``tol``."""
     xa, t = _augment(x.to(_F64)), targets.to(_F64)
