@@ -49,6 +49,17 @@ def _priors(priors, num_classes: int) -> torch.Tensor:
     return pri
 
 
+def _inputs(x, dim: int) -> tuple[torch.Tensor, torch.dtype]:
+    """``x`` (a tensor or array-like ``(n, d)``) in float64, and the dtype BCPs are returned in (``x``'s own
+    floating dtype, float64 otherwise)."""
+    if not torch.is_tensor(x):
+        x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"x must be (n, {dim}), got {tuple(x.shape)}")
+    check_finite("x", x)
+    return x.to(_F64), (x.dtype if x.is_floating_point() else _F64)
+
+
 def _draw(generator: torch.Generator, n: int, priors: torch.Tensor) -> torch.Tensor:
     if n < 1:
         raise ValueError(f"n must be a positive number of samples, got {n}")
@@ -143,8 +154,8 @@ class GaussianMixture:
     def bcp(self, x: torch.Tensor) -> torch.Tensor:
         """Exact ``P(k | x)``, ``(n, K)`` in the dtype of ``x`` (computed in float64)."""
         weight, bias = self.bayes_linear()
-        xx = self._check_inputs(x)
-        return torch.softmax(xx @ weight.T + bias, dim=1).to(x.dtype if x.is_floating_point() else _F64)
+        xx, dtype = _inputs(x, self.dim)
+        return torch.softmax(xx @ weight.T + bias, dim=1).to(dtype)
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
@@ -184,12 +195,8 @@ class GaussianMixture:
         scale = torch.diag(1 / std)
         return self.affine(scale, -mean / std)
 
-    def _check_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.dim:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise ValueError(f"x must be (n, {self.dim}), got {shape}")
-        check_finite("x", x)
-        return x.to(_F64)
+    def _check_inputs(self, x) -> torch.Tensor:
+        return _inputs(x, self.dim)[0]
 
 
 class QuadraticMixture(GaussianMixture):
@@ -232,7 +239,7 @@ class QuadraticMixture(GaussianMixture):
         return torch.stack(out, 1) + self.priors.log()
 
     def bcp(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.log_joint(x), dim=1).to(x.dtype if x.is_floating_point() else _F64)
+        return torch.softmax(self.log_joint(x), dim=1).to(_inputs(x, self.dim)[1])
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
@@ -283,10 +290,8 @@ class LogisticTeacher:
         return self.weight.clone(), self.bias.clone()
 
     def bcp(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must be (n, {self.dim})")
-        check_finite("x", x)
-        return torch.softmax(x.to(_F64) @ self.weight.T + self.bias, 1).to(x.dtype)
+        xx, dtype = _inputs(x, self.dim)
+        return torch.softmax(xx @ self.weight.T + self.bias, 1).to(dtype)
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
