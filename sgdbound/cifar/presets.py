@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = ["TeacherKind", "Schedule", "VIConfig", "LaplaceConfig", "KDConfig", "TeacherPreset", "StudentPreset",
-           "PAIRS", "PAPER_ACCURACY", "PRESETS", "KD_DEFAULTS", "FEWSHOT_PERCENTS", "MC_SAMPLES", "get_preset"]
+           "PAIRS", "PAPER_ACCURACY", "PRESETS", "KD_DEFAULTS", "FEWSHOT_PERCENTS", "MC_SAMPLES", "get_preset",
+           "expand_presets", "preset_config_fields", "preset_configs", "NOISE_WINDOW"]
 
 
 class TeacherKind(str, Enum):
@@ -204,3 +205,69 @@ def get_preset(name: str) -> TeacherPreset | StudentPreset:
     close = sorted(n for n in PRESETS if name and (name in n or n.split("-")[0] == name.split("-")[0]))[:12]
     hint = f" (close: {', '.join(close)})" if close else ""
     raise ValueError(f"unknown preset {name!r}{hint}; valid presets: {', '.join(PRESETS)}")
+
+
+# ------------------------------------------------------------------------------------------ presets → runs
+
+#: Epochs in the convergence-noise window (std of the test accuracy over the last E epochs).
+NOISE_WINDOW = 10
+
+
+def expand_presets(patterns: list[str] | tuple[str, ...]) -> list[str]:
+    """Preset names matching ``patterns`` (exact names or shell globs such as ``kd-*``), in registry order;
+    ``ValueError`` listing the valid names when a pattern matches nothing."""
+    import fnmatch
+
+    names: list[str] = []
+    for pattern in patterns:
+        matched = [n for n in PRESETS if fnmatch.fnmatchcase(n, pattern)] if any(c in pattern for c in "*?[") else []
+        if not matched:
+            get_preset(pattern)  # raises with the list of valid names unless it is an exact name
+            matched = [pattern]
+        names += [n for n in matched if n not in names]
+    return names
+
+
+def preset_config_fields(name: str) -> dict:
+    """The ``DistillConfig`` fields of preset ``name`` (no seed, no data root). A teacher preset gives the fields
+    of its teacher (its network trains as the student of a λ = 1 run would need it)."""
+    preset = get_preset(name)
+    if isinstance(preset, TeacherPreset):
+        teacher, student = preset, preset.arch
+        kd, percent = KD_DEFAULTS[preset.kind], None
+    else:
+        teacher, student = get_preset(preset.teacher), preset.student
+        kd, percent = preset.kd, preset.fewshot_percent
+    sched = preset.schedule
+    options: dict = {}
+    if teacher.kind is TeacherKind.VI:
+        options = {"ml_epochs": teacher.vi.ml_epochs, "anneal_epochs": teacher.vi.annealing_epochs}
+    elif teacher.kind is TeacherKind.LAPLACE:
+        options = {"hessian": teacher.laplace.hessian_structure, "link": teacher.laplace.link_approx,
+                   "prior": teacher.laplace.prior_method}
+    return {"dataset": "cifar100", "teacher": teacher.kind.value, "teacher_net": teacher.arch, "student": student,
+            "lam": kd.lam, "t_teacher": kd.t_teacher, "t_student": kd.t_student, "samples": kd.samples,
+            "beta": 1.0 if percent is None else percent / 100, "epochs": sched.epochs,
+            "teacher_epochs": teacher.schedule.epochs, "optimizer": sched.optimizer, "lr": sched.lr,
+            "teacher_lr": teacher.schedule.lr, "batch_size": sched.batch_size, "schedule": "step",
+            "milestones": sched.milestones, "last": NOISE_WINDOW, "convention": "official",
+            "temper": "mean" if teacher.kind is TeacherKind.LAPLACE else "sample", "teacher_seed": 0,
+            "teacher_options": options}
+
+
+def preset_configs(names: list[str] | tuple[str, ...], *, data_root: str | None, seeds: list[int] | None = None,
+                   **overrides) -> tuple[list, list]:
+    """``(teacher_runs, student_runs)``: ``DistillConfig`` objects for the presets ``names`` (globs allowed), one per
+    seed (``seeds``, default: the preset's five seeds; teacher presets: seed 0), ``overrides`` winning over the
+    preset's fields (e.g. ``epochs=1`` for a smoke run). Everything is validated here."""
+    from sgdbound.kd.distill import DistillConfig
+
+    teachers, students = [], []
+    for name in expand_presets(names):
+        preset = PRESETS[name]
+        fields = {**preset_config_fields(name), **overrides, "data_root": data_root}
+        if isinstance(preset, TeacherPreset):
+            teachers += [DistillConfig(**fields, seed=s) for s in (seeds or [0])]
+        else:
+            students += [DistillConfig(**fields, seed=s) for s in (seeds or list(preset.seeds))]
+    return teachers, students

@@ -4,6 +4,11 @@
 Settings come from a TOML config file (keys are ``DistillConfig`` fields; the swept ones may be lists; a
 ``[teacher_options]`` table may hold one table per teacher) and from flags, flags winning. Swept flags take
 several values: ``--teacher vi laplace --lam 0.3 0.7 --seeds 0 1 2``.
+
+CIFAR-100 (``--data-root``): ``--preset NAME`` (globs such as ``'kd-*'`` allowed) runs the paper's settings,
+flags overriding them; ``distill`` runs seed 0 and ``sweep`` the preset's five seeds unless ``--seeds`` is given.
+``--backend process|ray`` spreads the runs over local processes or a Ray cluster; ``--dry-run`` checks
+everything (data files, teacher checkpoints) and lists the runs without training.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ _AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_studen
          "beta": "beta", "samples": "samples"}
 _SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "teacher_epochs": int,
             "min_steps": int, "teacher_min_steps": int, "optimizer": str, "lr": float, "teacher_lr": float,
-            "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str}
+            "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str, "data_root": str,
+            "device": str, "teacher_checkpoint": str, "teacher_seed": int}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in _SCALARS.items():
         d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     d.add_argument("--threads", type=int, help="torch intra-op threads")
+    d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
+    d.add_argument("--compile", action="store_true", default=None, help="torch.compile the student (CUDA only)")
+    d.add_argument("--backend", choices=["local", "process", "ray"], default="local",
+                   help="where runs execute: this process, a process pool, or a Ray cluster")
+    d.add_argument("--workers", type=int, default=2, help="--backend process: number of processes")
+    d.add_argument("--gpus-per-run", type=float, help="--backend ray: GPUs each run asks for (default 1 on CUDA)")
+    d.add_argument("--ray-address", help="--backend ray: cluster address (default: RAY_ADDRESS or a local instance)")
+    d.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     d.add_argument("--figures", type=Path, help="with --study: folder for the PNGs")
     d.add_argument("--doc", type=Path, help="with --study: markdown file for the table")
     d.set_defaults(func=distill_command)
@@ -113,15 +127,58 @@ def distill_command(args: argparse.Namespace) -> int:
     for name in _SCALARS:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
+    if args.compile:
+        settings["compile"] = True
     out = args.out or Path(settings.pop("out", "runs/distill"))
     settings.pop("out", None)
-    axes = {k: settings.pop(k) for k in SWEEP_AXES if k in settings}
-    configs = expand_grid(settings, **axes)  # validates everything before the first run
+    teachers = []
+    if args.preset:
+        configs, teachers = _preset_runs(args, settings)
+    else:
+        axes = {k: settings.pop(k) for k in SWEEP_AXES if k in settings}
+        configs = expand_grid(settings, **axes)  # validates everything before the first run
+    from sgdbound.kd.sweep import preflight_all, train_teachers
+
+    preflight_all([*teachers, *configs])  # data files and teacher checkpoints, before any training
+    if args.dry_run:
+        for config in [*teachers, *configs]:
+            what = "teacher" if config in teachers else "run"
+            print(f"{what} {config.run_id}: {config.teacher_net} ({config.teacher}) -> {config.student}, "
+                  f"lam={config.lam:g} T_t={config.t_teacher:g} T_s={config.t_student:g} S={config.samples} "
+                  f"beta={config.beta:g} epochs={config.epochs} seed={config.seed}")
+        print(f"dry run: {len(teachers)} teacher(s) and {len(configs)} run(s) valid; nothing trained")
+        return 0
     started = time.perf_counter()
-    results = sweep(configs, out, resume=args.resume, progress=_progress)
-    table = atomic_write_text(Path(out) / "results.csv", runs_csv(run_rows(results)))
-    print(f"{len(results)} run(s) in {time.perf_counter() - started:.1f} s; results under {out} ({table})")
+    if teachers:
+        paths = train_teachers(teachers, out, backend=args.backend, workers=args.workers,
+                               gpus_per_run=args.gpus_per_run, ray_address=args.ray_address)
+        print(f"{len(paths)} teacher(s) under {Path(out) / 'teachers'}")
+    results = sweep(configs, out, resume=args.resume, progress=_progress, backend=args.backend,
+                    workers=args.workers, gpus_per_run=args.gpus_per_run, ray_address=args.ray_address)
+    if results:
+        table = atomic_write_text(Path(out) / "results.csv", runs_csv(run_rows(results)))
+        print(f"{len(results)} run(s) in {time.perf_counter() - started:.1f} s; results under {out} ({table})")
     return 0
+
+
+def _preset_runs(args: argparse.Namespace, settings: dict) -> tuple[list, list]:
+    """``(student runs, teacher runs)`` of ``--preset``: flags override the preset's fields; swept flags take one
+    value each here."""
+    from sgdbound.cifar.presets import preset_configs
+
+    overrides = {}
+    for key, value in settings.items():
+        if key == "seed":
+            continue
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError(f"with --preset, {key} takes one value (got {value}); sweep presets instead")
+            value = value[0]
+        overrides[key] = value
+    data_root = overrides.pop("data_root", None)
+    seeds = settings.get("seed") or ([0] if args.command == "distill" else None)
+    teachers, students = preset_configs(args.preset, data_root=data_root, seeds=seeds, **overrides)
+    return students, teachers
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -81,7 +81,7 @@ def step_size(*, problem: str = "teacher", target: str = "onehot",
     below its T3 bound. All steps run in one batched simulation. Returns ``(measured, theory)``.
 
     The run must be long against the slowest relaxation time ``1/(2γ_min μ)`` or the smallest step's plateau is
-    read before it is reached (``steps`` defaults to about four such times).
+    read before it is reached (``steps`` defaults to about five such times).
     """
     trajs = simulate(make_problem(problem, seed), noise=parse_target(target), lr=list(lrs), steps=steps,
                      replicas=replicas, init="optimum", seed=seed, device=device, dtype=as_dtype(dtype),

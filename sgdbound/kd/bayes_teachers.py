@@ -110,19 +110,27 @@ class LaplaceTeacher(Teacher):
         # (n, K) mean and (n, K, K) covariance of the linearised logits; one feature pass.
         return self.la._glm_predictive_distribution(x)
 
-    def sample_logits(self, x, samples):
-        f_mu, f_var = self._glm(x)
-        chol = torch.linalg.cholesky(f_var + 1e-9 * torch.eye(f_var.shape[-1], dtype=f_var.dtype))
-        eps = torch.randn(samples, *f_mu.shape, dtype=f_mu.dtype)
+    @staticmethod
+    def gaussian_logit_samples(f_mu: torch.Tensor, f_var: torch.Tensor, samples: int) -> torch.Tensor:
+        """``samples`` draws ``(S, n, K)`` of ``N(f_mu, f_var)``, ``f_mu`` ``(n, K)``, ``f_var`` ``(n, K, K)``."""
+        eye = torch.eye(f_var.shape[-1], dtype=f_var.dtype, device=f_var.device)
+        chol = torch.linalg.cholesky(f_var + 1e-9 * eye)
+        eps = torch.randn(samples, *f_mu.shape, dtype=f_mu.dtype, device=f_mu.device)
         return f_mu + torch.einsum("nkl,snl->snk", chol, eps)
+
+    @staticmethod
+    def probit(f_mu: torch.Tensor, f_var: torch.Tensor, temperature: float) -> torch.Tensor:
+        """softmax(f / T) with f ~ N(μ, Σ): probit on N(μ/T, Σ/T²), κ = 1/sqrt(1 + π/8 · diag Σ / T²)."""
+        kappa = 1 / torch.sqrt(1 + math.pi / 8 * f_var.diagonal(dim1=1, dim2=2) / temperature**2)
+        return torch.softmax(kappa * f_mu / temperature, dim=-1)
+
+    def sample_logits(self, x, samples):
+        return self.gaussian_logit_samples(*self._glm(x), samples)
 
     def _mean_probs(self, x, samples, temperature):
         if self.options["link"] != "probit":
             return None
-        # softmax(f / T) with f ~ N(μ, Σ): probit on N(μ/T, Σ/T²), κ = 1/sqrt(1 + π/8 · diag Σ / T²).
-        f_mu, f_var = self._glm(x)
-        kappa = 1 / torch.sqrt(1 + math.pi / 8 * f_var.diagonal(dim1=1, dim2=2) / temperature**2)
-        return torch.softmax(kappa * f_mu / temperature, dim=-1)
+        return self.probit(*self._glm(x), temperature)
 
     def marginal_likelihood(self) -> float:
         """The Laplace log marginal likelihood at the fitted prior precision."""

@@ -69,15 +69,27 @@ class DistillConfig:
     teacher_options: dict = field(default_factory=dict)
     teacher_net_options: dict = field(default_factory=dict)
     student_options: dict = field(default_factory=dict)
+    milestones: tuple = ()
+    teacher_seed: int | None = None
+    data_root: str | None = None
+    teacher_checkpoint: str | None = None
+    device: str = "cpu"
+    compile: bool = False
 
     def __post_init__(self):
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
-        check_teacher_name(self.teacher)
-        for name in ("teacher_net", "student"):
-            value = getattr(self, name)
-            if value != "cnn" and value not in NETS:
-                raise ValueError(f"unknown {name} {value!r}; valid: cnn, {', '.join(sorted(NETS))}")
+        if self.dataset in IMAGE_DATASETS:
+            from sgdbound.cifar.kd import check_cifar_config
+
+            check_cifar_config(self)
+        else:
+            if self.dataset not in DATASETS:
+                raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
+            check_teacher_name(self.teacher)
+            for name in ("teacher_net", "student"):
+                value = getattr(self, name)
+                if value != "cnn" and value not in NETS:
+                    raise ValueError(f"unknown {name} {value!r}; valid: cnn, {', '.join(sorted(NETS))}")
+        object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         check_distillation_params(self.lam, self.t_teacher, self.t_student, self.samples, self.convention)
         _enum(Convention, "convention", self.convention)
         _enum(Temper, "temper", self.temper)
@@ -93,18 +105,44 @@ class DistillConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict:
+        """The fields that define the result: every field but where the data lies and what runs it
+        (``RUNTIME_FIELDS``), and without later-added fields left at their defaults (so run ids of results
+        written before those fields existed stay valid)."""
+        payload = self.to_dict()
+        for name in RUNTIME_FIELDS:
+            payload.pop(name)
+        for name, default in _LATER_FIELDS.items():
+            if payload[name] == default:
+                payload.pop(name)
+        return payload
+
     @property
     def run_id(self) -> str:
         """A readable folder name plus a hash of the whole config (so every setting tells runs apart)."""
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
         return (f"{self.dataset}_{self.teacher}_lam{self.lam:g}_tt{self.t_teacher:g}_ts{self.t_student:g}"
                 f"_S{self.samples}_b{self.beta:g}_seed{self.seed}_{digest}")
 
+    @property
+    def seed_of_teacher(self) -> int:
+        """The seed the teacher is fitted from: ``teacher_seed``, or the run's ``seed`` when that is None."""
+        return self.seed if self.teacher_seed is None else int(self.teacher_seed)
+
     def teacher_key(self) -> tuple:
         """What the fitted teacher depends on (runs that differ only in λ, temperatures or S share it)."""
-        return ("teacher", self.dataset, self.teacher, self.teacher_net, json.dumps(self.teacher_net_options,
-                sort_keys=True), json.dumps(self.teacher_options, sort_keys=True), self.beta, self.seed,
-                self.teacher_epochs, self.teacher_min_steps, self.teacher_lr, self.batch_size)
+        key = ("teacher", self.dataset, self.teacher, self.teacher_net, json.dumps(self.teacher_net_options,
+               sort_keys=True), json.dumps(self.teacher_options, sort_keys=True), self.beta, self.seed_of_teacher,
+               self.teacher_epochs, self.teacher_min_steps, self.teacher_lr, self.batch_size)
+        return key + ((self.milestones,) if self.milestones else ())
+
+
+#: Fields that say where the data lies or what runs the config, not what the result is (left out of ``run_id``).
+RUNTIME_FIELDS = ("data_root", "device", "compile")
+#: Fields added after results were first written, with their defaults (left out of ``run_id`` at the default).
+_LATER_FIELDS = {"milestones": [], "teacher_seed": None, "teacher_checkpoint": None}
+#: Image datasets with their own training path (``sgdbound.cifar.kd``): augmentation, zoo nets, GPU options.
+IMAGE_DATASETS = ("cifar100",)
 
 
 @dataclass(frozen=True)
@@ -148,8 +186,8 @@ def fit_teacher(config: DistillConfig, x: torch.Tensor, y: torch.Tensor, cache: 
     optim = OptimConfig("adam", config.teacher_lr, batch_size=config.batch_size)
     epochs = epochs_for(x.shape[0], config.batch_size, config.teacher_epochs, config.teacher_min_steps)
     teacher = make_teacher(config.teacher, data, net=config.teacher_net, net_options=config.teacher_net_options,
-                           epochs=epochs, optim=optim, seed=config.seed + 1000, cache=cache,
-                           cache_key=f"{config.dataset}|beta={config.beta}|seed={config.seed}",
+                           epochs=epochs, optim=optim, seed=config.seed_of_teacher + 1000, cache=cache,
+                           cache_key=f"{config.dataset}|beta={config.beta}|seed={config.seed_of_teacher}",
                            **config.teacher_options).fit(x, y)
     if cache is not None:
         cache[key] = teacher
@@ -168,7 +206,12 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
     """Run ``config``; with ``out``, checkpoint to ``out/<run_id>/checkpoint.pt`` each epoch and write
     ``result.json``. ``resume``: return a finished run's result as it is, or continue from its last checkpoint.
     ``stop_after``: stop (returning None) once ``stop_after`` epochs are done, as a kill would.
-    ``cache``: a dict shared across runs to reuse fitted teachers and nets."""
+    ``cache``: a dict shared across runs to reuse fitted teachers and nets. Image datasets (``cifar100``) run
+    through ``sgdbound.cifar.kd.distill_cifar`` (same config, checkpoints and result)."""
+    if config.dataset in IMAGE_DATASETS:
+        from sgdbound.cifar.kd import distill_cifar
+
+        return distill_cifar(config, out, resume=resume, stop_after=stop_after, cache=cache)
     started = time.perf_counter()
     run_dir = None if out is None else Path(out) / config.run_id
     if run_dir is not None and resume and (run_dir / "result.json").exists():
@@ -197,7 +240,8 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
         torch.manual_seed(config.seed + 2000)
         student = make_net(config.student, data.dim, data.num_classes, data.input_shape, **config.student_options)
     epochs = epochs_for(sub.x_train.shape[0], config.batch_size, config.epochs, config.min_steps)
-    optim = OptimConfig(config.optimizer, config.lr, schedule=config.schedule, batch_size=config.batch_size)
+    optim = OptimConfig(config.optimizer, config.lr, schedule=config.schedule, milestones=config.milestones,
+                        batch_size=config.batch_size)
     opt, sched = make_optimizer(student.parameters(), optim, epochs)
     generator = torch.Generator().manual_seed(config.seed + 3000)
     history: dict[str, list] = {"test_acc": [], "train_loss": []}

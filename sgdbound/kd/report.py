@@ -24,7 +24,7 @@ __all__ = ["load_results", "run_rows", "runs_csv", "summarize", "markdown_table"
            "GROUP_KEYS", "plot_accuracy_by_teacher", "plot_convergence_noise", "plot_few_shot",
            "plot_accuracy_vs_samples"]
 
-GROUP_KEYS = ("dataset", "teacher", "lam", "t_teacher", "t_student", "samples", "beta")
+GROUP_KEYS = ("dataset", "teacher", "lam", "t_teacher", "t_student", "samples", "beta", "teacher_net", "student")
 METRICS = ("final_acc", "best_acc", "convergence_noise", "teacher_accuracy", "teacher_nll", "teacher_brier",
            "teacher_ece")
 TEACHER_ORDER = ("none", "deterministic", "vi", "laplace", "mc_dropout", "ensemble")
@@ -46,7 +46,7 @@ def run_rows(results: list[DistillResult]) -> list[dict]:
     """One flat row per run: the grouping keys (teacher ``none`` for λ = 0), the seed and the metrics."""
     rows = []
     for r in results:
-        row = {key: r.config[key] for key in GROUP_KEYS}
+        row = {key: r.config.get(key) for key in GROUP_KEYS}
         row["teacher"] = _label(r.config)
         row.update(seed=r.config["seed"], train_size=r.train_size, epochs=r.epochs_run, last=r.last,
                    final_acc=r.final_acc, best_acc=r.best_acc, convergence_noise=r.convergence_noise,
@@ -109,8 +109,9 @@ def markdown_table(groups: list[Group]) -> str:
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for g in groups:
         k, s = g.key, g.stats
+        dataset = k["dataset"] if k["dataset"] != "cifar100" else f"cifar100 {k['teacher_net']}→{k['student']}"
         lines.append(
-            f"| {k['dataset']} | {k['beta']:g} | {g.train_size} | {k['teacher']} | {k['lam']:g} | {k['t_teacher']:g} "
+            f"| {dataset} | {k['beta']:g} | {g.train_size} | {k['teacher']} | {k['lam']:g} | {k['t_teacher']:g} "
             f"| {k['t_student']:g} | {k['samples']} | {len(g.seeds)} | {_pm(s.get('final_acc'))} "
             f"| {_pm(s.get('best_acc'))} | {_pm(s.get('convergence_noise'), digits=2)} (E={g.last}) "
             f"| {_pm(s.get('teacher_accuracy'))} | {_pm(s.get('teacher_nll'), 1.0, 3)} "
@@ -228,6 +229,12 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, figures: 
     groups = summarize(rows)
     table = markdown_table(groups)
     files = [atomic_write_text(out / "results.csv", runs_csv(rows)), atomic_write_text(out / "summary.md", table)]
+    if any(row["dataset"] == "cifar100" for row in rows):
+        from sgdbound.cifar.report import paper_table
+
+        paper = paper_table(rows)
+        files.append(atomic_write_text(out / "paper_table.md", paper))
+        table = f"{table}\n{paper}"
     plots = [("accuracy_by_teacher", plot_accuracy_by_teacher), ("convergence_noise", plot_convergence_noise)]
     if len({g.key["beta"] for g in groups}) > 1:
         plots.append(("few_shot", plot_few_shot))

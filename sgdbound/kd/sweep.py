@@ -12,12 +12,13 @@ import dataclasses
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from enum import Enum
 from pathlib import Path
 
 from sgdbound.kd.distill import DistillConfig, DistillResult, distill
 from sgdbound.kd.teachers import TEACHERS
 
-__all__ = ["SWEEP_AXES", "expand_grid", "sweep"]
+__all__ = ["SWEEP_AXES", "Backend", "expand_grid", "sweep", "run_one", "init_ray", "preflight_all", "train_teachers"]
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +65,179 @@ def expand_grid(base: dict | None = None, **axes: Sequence) -> list[DistillConfi
     return configs
 
 
+class Backend(str, Enum):
+    """Where the runs of a sweep execute."""
+
+    LOCAL = "local"
+    """One after another in this process (teachers shared in memory)."""
+    PROCESS = "process"
+    """A pool of ``workers`` local processes (spawned), one run per task."""
+    RAY = "ray"
+    """One Ray task per run on a Ray cluster (``ray_address``; default: a local instance or ``RAY_ADDRESS``), each
+    asking for ``gpus_per_run`` GPUs (default: 1 for CUDA runs, 0 otherwise). Needs the ``dist`` extra."""
+
+
+def _finished(config: DistillConfig, out: str | Path) -> Path | None:
+    path = Path(out) / config.run_id / "result.json"
+    return path if path.exists() else None
+
+
+def run_one(config: DistillConfig, out: str | Path, resume: bool = True) -> DistillResult:
+    """One run of a sweep (what a worker process or a Ray task executes); finished runs are loaded."""
+    import torch
+
+    if torch.get_num_threads() > 1 and config.device == "cpu":
+        torch.set_num_threads(1)  # several runs share the machine
+    finished = _finished(config, out)
+    return DistillResult.load(finished) if finished else distill(config, out, resume=resume)
+
+
+def _teacher_job(config: DistillConfig, out: str | Path) -> str:
+    from sgdbound.cifar.kd import ensure_teacher
+
+    return str(ensure_teacher(config, out))
+
+
+def _teacher_jobs(configs: list[DistillConfig], out: str | Path) -> list[DistillConfig]:
+    """One config per CIFAR teacher that is needed and not trained yet (trained first, so that parallel runs do
+    not train the same teacher twice)."""
+    from sgdbound.kd.distill import IMAGE_DATASETS
+
+    jobs: dict[Path, DistillConfig] = {}
+    for config in configs:
+        if config.dataset in IMAGE_DATASETS and config.lam > 0 and config.teacher_checkpoint is None \
+                and _finished(config, out) is None:
+            from sgdbound.cifar.kd import teacher_path
+
+            path = teacher_path(config, out)
+            if not path.exists():
+                jobs.setdefault(path, config)
+    return list(jobs.values())
+
+
+def _ray_remote(fn, config: DistillConfig, gpus_per_run: float | None):
+    gpus = (1.0 if config.device.startswith("cuda") else 0.0) if gpus_per_run is None else float(gpus_per_run)
+    import ray
+
+    return ray.remote(num_cpus=1, num_gpus=gpus)(fn)
+
+
+def _execute(fn, jobs: list[tuple], backend: Backend, workers: int, gpus_per_run: float | None,
+             done: Callable[[int, object], None]) -> None:
+    """Run ``fn(*args)`` for every ``(index, config, *args)`` job on ``backend``; ``done(index, value)`` as each
+    ends."""
+    if backend is Backend.PROCESS:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(fn, *job[1:]): job[0] for job in jobs}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+    elif backend is Backend.RAY:
+        import ray
+
+        refs = {_ray_remote(fn, job[1], gpus_per_run).remote(*job[1:]): job[0] for job in jobs}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            done(refs[ready[0]], ray.get(ready[0]))
+    else:
+        for job in jobs:
+            done(job[0], fn(*job[1:]))
+
+
+def init_ray(address: str | None = None, **kwargs) -> None:
+    """``ray.init`` unless Ray is already initialised; ``ValueError`` naming the extra when Ray is missing."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs Ray: pip install 'sgdbound[dist]' (or pip install ray)") from None
+    if not ray.is_initialized():
+        ray.init(address=address, **kwargs)
+
+
+def preflight_all(configs: Iterable[DistillConfig]) -> None:
+    """Check, before any training, what a CIFAR run reads: its data files load, its teacher checkpoint fits."""
+    from sgdbound.kd.distill import IMAGE_DATASETS
+
+    seen = set()
+    for config in configs:
+        key = (config.data_root, config.teacher_checkpoint if config.lam > 0 else None, config.teacher,
+               config.teacher_net)
+        if config.dataset in IMAGE_DATASETS and key not in seen:
+            from sgdbound.cifar.kd import preflight
+
+            preflight(config)
+            seen.add(key)
+
+
+def train_teachers(configs: Iterable[DistillConfig], out: str | Path, *, backend: str = "local", workers: int = 2,
+                   gpus_per_run: float | None = None, ray_address: str | None = None) -> list[str]:
+    """Train (or find) the CIFAR teacher network of each config under ``<out>/teachers/``; returns the paths."""
+    from sgdbound.kd.loss import _enum
+
+    backend = _enum(Backend, "backend", backend)
+    configs = list(configs)
+    if backend is Backend.RAY:
+        init_ray(ray_address)
+    paths: list[str] = [""] * len(configs)
+    _execute(_teacher_job, [(k, c, str(out)) for k, c in enumerate(configs)], backend, workers, gpus_per_run,
+             paths.__setitem__)
+    return paths
+
+
 def sweep(configs: Iterable[DistillConfig], out: str | Path, *, resume: bool = True,
-          progress: Callable[[int, int, DistillConfig, DistillResult], None] | None = None) -> list[DistillResult]:
+          progress: Callable[[int, int, DistillConfig, DistillResult], None] | None = None,
+          backend: str = "local", workers: int = 2, gpus_per_run: float | None = None,
+          ray_address: str | None = None) -> list[DistillResult]:
     """Run ``configs`` into ``out`` (one folder per run) and return their results, in the given order.
 
-    A run whose ``result.json`` exists is loaded, not rerun. ``resume`` continues partial runs from their
-    checkpoint (otherwise they restart). ``progress(i, total, config, result)`` is called after each run.
-    Teachers are shared between runs with equal ``teacher_key()``; the cache is dropped whenever the data
-    subset (β, seed) changes, so memory stays bounded.
+    A run whose ``result.json`` exists is loaded, not rerun (on every backend, before anything is submitted).
+    ``resume`` continues partial runs from their checkpoint (otherwise they restart). ``progress(i, total, config,
+    result)`` is called after each run. ``backend`` (a ``Backend`` name): ``local`` runs in this process, sharing
+    teachers with equal ``teacher_key()`` (the cache is dropped whenever the data subset (β, seed) changes, so
+    memory stays bounded); ``process`` (``workers`` processes) and ``ray`` run one task per run, CIFAR teachers
+    being trained first, one task each, and shared through ``<out>/teachers/``.
     """
+    from sgdbound.kd.loss import _enum
+
+    backend = _enum(Backend, "backend", backend)
     configs = list(configs)
+    preflight_all(configs)
     order = sorted(range(len(configs)), key=lambda i: (configs[i].dataset, configs[i].beta, configs[i].seed,
                                                        configs[i].teacher))
     results: list[DistillResult | None] = [None] * len(configs)
-    cache: dict = {}
-    subset = None
-    for done, i in enumerate(order, 1):
-        config = configs[i]
-        if (config.dataset, config.beta, config.seed) != subset:
-            cache.clear()
-            subset = (config.dataset, config.beta, config.seed)
-        finished = Path(out) / config.run_id / "result.json"
-        if finished.exists():
-            result = DistillResult.load(finished)
-            log.info("skip %s (finished)", config.run_id)
-        else:
-            result = distill(config, out, resume=resume, cache=cache)
+    count = [0]
+
+    def done(i: int, result: DistillResult) -> None:
         results[i] = result
+        count[0] += 1
         if progress is not None:
-            progress(done, len(configs), config, result)
+            progress(count[0], len(configs), configs[i], result)
+
+    todo = []
+    for i in order:
+        finished = _finished(configs[i], out)
+        if finished:
+            log.info("skip %s (finished)", configs[i].run_id)
+            done(i, DistillResult.load(finished))
+        else:
+            todo.append(i)
+    if backend is Backend.LOCAL:
+        cache: dict = {}
+        subset = None
+        for i in todo:
+            config = configs[i]
+            if (config.dataset, config.beta, config.seed) != subset:
+                cache.clear()
+                subset = (config.dataset, config.beta, config.seed)
+            done(i, distill(config, out, resume=resume, cache=cache))
+        return results
+    if backend is Backend.RAY:
+        init_ray(ray_address)
+    teachers = _teacher_jobs([configs[i] for i in todo], out)
+    _execute(_teacher_job, [(k, c, str(out)) for k, c in enumerate(teachers)], backend, workers, gpus_per_run,
+             lambda k, path: log.info("teacher ready: %s", path))
+    _execute(run_one, [(i, configs[i], str(out), resume) for i in todo], backend, workers, gpus_per_run, done)
     return results

@@ -127,6 +127,7 @@ def plateau_scatter(ax: Axes, x: Sequence[float], plateau: Sequence[float], sem:
                     label="T3 bound 2γσ²/μ (admissible steps)")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(x, [f"{v:.3g}" for v in x])  # label the measured controls themselves
     ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels on a short log axis collide
     ax.margins(x=0.08)
     ax.grid(True, which="both", alpha=0.25)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 STUDENTS = ("linear", "mlp")
 SAMPLING = ("reshuffle", "replacement")
 _EVAL_ELEMENTS = 2**24  # activations per evaluation chunk
-_STEP_CACHE_BYTES = 4 * 2**20  # CPU: parameters and momentum of one group of MLP replicas stepped together
+_STEP_CACHE_BYTES = 12 * 2**20  # CPU: parameters and momentum of one group of MLP replicas stepped together
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -18,26 +18,26 @@ def _relu(a):
     return torch.relu(a)
 
 
-def _relu_grad(a, h):
-    return (a > 0).to(a.dtype)
+def _relu_backward(delta, a, h):
+    return torch.ops.aten.threshold_backward(delta, h, 0)  # δ where h > 0, else 0: one kernel
 
 
 def _tanh(a):
     return torch.tanh(a)
 
 
-def _tanh_grad(a, h):
-    return 1 - h * h
+def _tanh_backward(delta, a, h):
+    return torch.ops.aten.tanh_backward(delta, h)
 
 
-def _softplus_grad(a, h):
-    return torch.sigmoid(a)
+def _softplus_backward(delta, a, h):
+    return delta * torch.sigmoid(a)
 
 
-ACTIVATION_GRADS = {
-    "relu": (_relu, _relu_grad),
-    "tanh": (_tanh, _tanh_grad),
-    "softplus": (torch.nn.functional.softplus, _softplus_grad),
+ACTIVATION_GRADS = {  # name: (activation, backward(δ, pre-activation, post-activation))
+    "relu": (_relu, _relu_backward),
+    "tanh": (_tanh, _tanh_backward),
+    "softplus": (torch.nn.functional.softplus, _softplus_backward),
 }
 
 
@@ -94,7 +94,7 @@ class BatchedMLP:
             raise ValueError(f"activation must be one of {sorted(ACTIVATION_GRADS)} for the simulator, "
                              f"got {activation!r}")
         self.params, self.activation = params, activation
-        self._act, self._act_grad = ACTIVATION_GRADS[activation]
+        self._act, self._act_backward = ACTIVATION_GRADS[activation]
 
     @classmethod
     def init(cls, n: int, widths: list[int], activation: str, init, generator, device, dtype) -> BatchedMLP:
@@ -138,7 +138,7 @@ class BatchedMLP:
         """Mean-over-batch gradients; with one example per replica the weight gradients are returned factored,
         ``(h (N, in, 1), δ (N, 1, out))`` (see ``sgdbound.sim.optim``)."""
         _, pre, post = cache
-        delta = residual / residual.shape[1]
+        delta = residual if residual.shape[1] == 1 else residual / residual.shape[1]
         layers = len(self.params) // 2
         grads: list[torch.Tensor] = [None] * len(self.params)  # type: ignore[list-item]
         single = residual.shape[1] == 1
@@ -147,7 +147,7 @@ class BatchedMLP:
             grads[2 * i] = (post[i].transpose(1, 2), delta) if single else torch.bmm(post[i].transpose(1, 2), delta)
             grads[2 * i + 1] = delta.sum(1)
             if i:
-                delta = torch.bmm(delta, self.params[2 * i].transpose(1, 2)) * self._act_grad(pre[i - 1], post[i])
+                delta = self._act_backward(torch.bmm(delta, self.params[2 * i].transpose(1, 2)), pre[i - 1], post[i])
         return grads
 
     def params_for(self, chunk: slice) -> BatchedMLP:

@@ -1,0 +1,427 @@
+"""CIFAR-100 distillation runs: the ``sgdbound.kd`` pipeline (``DistillConfig``, ``distillation_loss``,
+``DistillResult``, checkpoints and resume, sweeps, reports) on the official data, with zoo networks.
+
+``sgdbound.kd.distill(config)`` lands here when ``config.dataset == "cifar100"``. What differs from the small
+datasets is only what the scale needs:
+
+* data: :func:`sgdbound.cifar.load_cifar100` under ``config.data_root`` (its clear errors, before any training),
+  the official few-shot subset ``fewshot_indices(labels, 100·β)``, and the device-resident
+  :class:`sgdbound.cifar.DeviceLoader` with the official augmentation, seeded per epoch, on any device;
+* teachers (:mod:`sgdbound.cifar.teachers`): trained here on the same data (or read from
+  ``config.teacher_checkpoint``, checked up front) and evaluated on each augmented batch under ``no_grad``, as the
+  official script does; a trained teacher network is cached under ``<out>/teachers/`` and shared by every run
+  with the same teacher settings (``teacher_seed`` lets the five student seeds share one teacher);
+* CUDA only: bf16 autocast, channels_last, bf16 batches, optional ``torch.compile`` (``config.compile``);
+* several processes (``torchrun``): when ``WORLD_SIZE > 1`` the run joins a process group (gloo on the CPU, nccl
+  on CUDA), every rank draws the same global batch from the same seeded loader and keeps its contiguous
+  ``1/W`` share, the loss is rescaled so that DDP's gradient average is the gradient of the global batch's mean
+  loss, BatchNorm is synchronised on CUDA (``SyncBatchNorm``; on the CPU its statistics stay per rank), training
+  loss and test accuracy are all-reduced, and only rank 0 writes checkpoints and results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sgdbound.cifar.data import CifarSplit, DeviceLoader, check_data_root, fewshot_indices, load_cifar100, normalize
+from sgdbound.cifar.models import MODELS
+from sgdbound.cifar.teachers import (
+    CIFAR_TEACHERS,
+    STUDENT_EXTRA_NETS,
+    VICifarTeacher,
+    base_kind,
+    bayesianize,
+    build_net,
+    check_teacher_checkpoint,
+    load_teacher_net,
+    save_teacher_checkpoint,
+)
+from sgdbound.io import atomic_torch_save, provenance, write_json
+from sgdbound.kd.bayes_teachers import kl_weight
+from sgdbound.kd.loss import distillation_loss
+from sgdbound.kd.metrics import convergence_noise, prob_metrics
+from sgdbound.kd.train import OptimConfig, make_optimizer
+
+__all__ = ["check_cifar_config", "distill_cifar", "preflight", "train_teacher_net", "teacher_path", "DistContext",
+           "ensure_teacher",
+           "NUM_CLASSES"]
+
+log = logging.getLogger(__name__)
+NUM_CLASSES = 100
+
+
+def check_cifar_config(config) -> None:
+    """Validation of a ``DistillConfig`` with ``dataset="cifar100"`` (called from its ``__post_init__``)."""
+    if config.data_root is None:
+        raise ValueError("dataset 'cifar100' needs data_root (--data-root): the folder holding "
+                         "cifar-100-python/{train,test,meta}")
+    check_data_root(config.data_root)
+    if config.teacher not in CIFAR_TEACHERS:
+        raise ValueError(f"teacher {config.teacher!r} is not available at CIFAR scale; valid: "
+                         f"{', '.join(CIFAR_TEACHERS)}")
+    if config.teacher_net not in MODELS:
+        raise ValueError(f"unknown teacher_net {config.teacher_net!r} for cifar100; valid: {', '.join(sorted(MODELS))}")
+    if config.student not in MODELS and config.student not in STUDENT_EXTRA_NETS:
+        valid = ", ".join(sorted([*MODELS, *STUDENT_EXTRA_NETS]))
+        raise ValueError(f"unknown student {config.student!r} for cifar100; valid: {valid}")
+    percent = 100 * float(config.beta)
+    if config.beta < 1 and abs(percent - round(percent)) > 1e-9:
+        raise ValueError(f"beta for cifar100 must be a whole percentage (official few-shot rule), got {config.beta}")
+    try:
+        device = torch.device(config.device)
+    except RuntimeError as error:
+        raise ValueError(f"device {config.device!r} is not a torch device ({error})") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda[:i], got {config.device!r}")
+    unknown = sorted(set(config.teacher_options) - set(CIFAR_TEACHERS[config.teacher].defaults))
+    if unknown:
+        valid = ", ".join(sorted(CIFAR_TEACHERS[config.teacher].defaults)) or "none"
+        raise ValueError(f"unknown option(s) {unknown} for the CIFAR {config.teacher!r} teacher; valid: {valid}")
+
+
+def preflight(config) -> None:
+    """Everything a run checks before training: the data files load, and a given teacher checkpoint fits."""
+    load_cifar100(config.data_root, "test")
+    if config.lam > 0 and config.teacher_checkpoint is not None:
+        check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
+                                 config.teacher_net_options)
+
+
+# --------------------------------------------------------------------------------------------- processes
+
+
+@dataclass
+class DistContext:
+    """Rank, world size and device of this process; ``owner``: this call created the process group."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+    owner: bool = False
+
+    @classmethod
+    def setup(cls, device: str) -> DistContext:
+        import torch.distributed as dist
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        dev = torch.device(device)
+        if world <= 1 and not dist.is_initialized():
+            return cls(0, 1, dev)
+        owner = False
+        if dev.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            dev = torch.device("cuda", local)
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            owner = True
+        return cls(dist.get_rank(), dist.get_world_size(), dev, owner)
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        if self.world == 1:
+            return values
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.owner:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _loader(split: CifarSplit, config, seed: int, device: torch.device) -> DeviceLoader:
+    cuda = device.type == "cuda"
+    return DeviceLoader(split, config.batch_size, device=device, seed=seed,
+                        dtype=torch.bfloat16 if cuda else torch.float32, channels_last=cuda)
+
+
+def _prepare(net: nn.Module, device: torch.device) -> nn.Module:
+    net = net.to(device)
+    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
+
+
+def _shard(n: int, ctx: DistContext) -> slice:
+    per = n // ctx.world
+    return slice(ctx.rank * per, (ctx.rank + 1) * per) if ctx.rank < ctx.world - 1 else slice(ctx.rank * per, n)
+
+
+# ---------------------------------------------------------------------------------------------------- teacher
+
+
+def teacher_path(config, out: str | Path) -> Path:
+    """Where the trained teacher network of ``config`` is cached: ``<out>/teachers/<net>-<kind>-seed<s>-<hash>.pt``
+    (the Laplace teacher shares the deterministic network's file)."""
+    kind = base_kind(config.teacher)
+    options = config.teacher_options if kind == "vi" else {}
+    key = dataclasses.replace(config, teacher=kind, teacher_options=options).teacher_key()
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return Path(out) / "teachers" / f"{config.teacher_net}-{kind}-seed{config.seed_of_teacher}-{digest}.pt"
+
+
+def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "cpu") -> nn.Module:
+    """Train the network a ``config.teacher`` teacher is built on: cross-entropy (deterministic, and Laplace's
+    MAP network) or the negative ELBO with bayesian-torch layers (VI: ``CE + w_e · KL / N``, ``w_e`` from
+    ``kl_weight``), Adam ``teacher_lr``, ``teacher_epochs`` over the augmented ``train`` split, lr × 0.1 at each of
+    ``milestones``; seeded by ``teacher_seed`` (or ``seed``). Returns the network in eval mode on ``device``."""
+    device = torch.device(device)
+    kind = base_kind(config.teacher)
+    seed = config.seed_of_teacher
+    opts = {**VICifarTeacher.defaults, **config.teacher_options} if kind == "vi" else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1000)
+        net = build_net(config.teacher_net, NUM_CLASSES, **config.teacher_net_options)
+        if kind == "vi":
+            bayesianize(net, opts["prior_sigma"], opts["rho_init"])
+    net = _prepare(net, device)
+    loader = _loader(train, config, seed + 5000, device)
+    optim = OptimConfig("adam", config.teacher_lr, schedule="step" if config.milestones else "none",
+                        milestones=config.milestones, batch_size=config.batch_size)
+    opt, sched = make_optimizer(net.parameters(), optim, config.teacher_epochs)
+    anneal = config.teacher_epochs // 2 if opts.get("anneal_epochs") is None else int(opts["anneal_epochs"])
+    n = len(train)
+    if kind == "vi":
+        from bayesian_torch.models.dnn_to_bnn import get_kl_loss
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed + 6000)
+        for epoch in range(config.teacher_epochs):
+            net.train()
+            factor = kl_weight(epoch, int(opts.get("ml_epochs", 0)), anneal) if kind == "vi" else 0.0
+            for xb, yb in loader.epoch_iter(epoch):
+                with _autocast(device):
+                    logits = net(xb)
+                loss = F.cross_entropy(logits.float(), yb)
+                if factor > 0:
+                    loss = loss + factor * get_kl_loss(net) / n
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if sched is not None:
+                sched.step()
+    return net.eval()
+
+
+def ensure_teacher(config, out: str | Path) -> Path:
+    """Train and cache the teacher network of ``config`` under ``<out>/teachers/`` unless it is there; returns
+    its path (what a ``teacher-*`` preset run does, and what a parallel sweep runs first)."""
+    path = teacher_path(config, out)
+    if not path.exists():
+        train = load_cifar100(config.data_root, "train")
+        if config.beta < 1:
+            train = train.subset(fewshot_indices(train.labels, int(round(100 * config.beta))))
+        net = train_teacher_net(config, train, torch.device(config.device))
+        save_teacher_checkpoint(path, net, arch=config.teacher_net, num_classes=NUM_CLASSES, kind=config.teacher,
+                                config=config.to_dict())
+    return path
+
+
+def _normalized(split: CifarSplit, device: torch.device) -> torch.Tensor:
+    x = normalize(split.images.to(device), torch.bfloat16 if device.type == "cuda" else torch.float32)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: DistContext):
+    """The run's teacher: from ``teacher_checkpoint``, else from the cache under ``<out>/teachers/``, else trained
+    (by rank 0, then cached; the other ranks wait and read it)."""
+    if config.teacher_checkpoint is not None:
+        payload = check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
+                                           config.teacher_net_options)
+        net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
+    else:
+        path = None if out is None else teacher_path(config, out)
+        if path is None or not path.exists():
+            net = None
+            if ctx.rank == 0:
+                net = train_teacher_net(config, train, ctx.device)
+                if path is not None:
+                    save_teacher_checkpoint(path, net, arch=config.teacher_net, num_classes=NUM_CLASSES,
+                                            kind=config.teacher, config=config.to_dict())
+            ctx.barrier()
+            if net is None and path is None:
+                raise ValueError("several processes need an output folder to share the teacher")
+        if path is not None and path.exists():
+            payload = check_teacher_checkpoint(path, config.teacher_net, NUM_CLASSES, config.teacher,
+                                               config.teacher_net_options)
+            net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
+    options = {k: v for k, v in config.teacher_options.items()}
+    teacher = CIFAR_TEACHERS[config.teacher](net, seed=config.seed_of_teacher + 7000, device=ctx.device, **options)
+    if config.teacher == "laplace":
+        teacher.fit_features(_normalized(train, ctx.device), train.labels.to(ctx.device))
+    return teacher
+
+
+def _targets(teacher, x: torch.Tensor, config, seed: int) -> torch.Tensor:
+    if config.temper == "mean":
+        mean = teacher.probs(x, config.samples, 1.0, seed=seed)
+        return torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1)
+    return teacher.probs(x, config.samples, config.t_teacher, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------- the run
+
+
+@torch.no_grad()
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: DistContext, chunk: int = 1000) -> float:
+    model.eval()
+    part = _shard(x.shape[0], ctx)
+    correct = 0.0
+    for xb, yb in zip(x[part].split(chunk), y[part].split(chunk)):
+        with _autocast(ctx.device):
+            correct += float((model(xb).argmax(1) == yb).sum())
+    correct, count = ctx.all_sum([correct, float(y[part].shape[0])])
+    return correct / count
+
+
+def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False, stop_after: int | None = None,
+                  cache: dict | None = None):
+    """One CIFAR-100 distillation run (see the module docstring); the arguments are those of
+    ``sgdbound.kd.distill``. Returns a ``DistillResult`` (on every rank), or None when stopped by ``stop_after``.
+    Accuracies are fractions; ``convergence_noise`` is the std of the last ``last`` epochs' test accuracy."""
+    from sgdbound.kd.distill import DistillResult, epochs_for
+
+    started = time.perf_counter()
+    run_dir = None if out is None else Path(out) / config.run_id
+    if run_dir is not None and resume and (run_dir / "result.json").exists():
+        return DistillResult.load(run_dir / "result.json")
+    train_full = load_cifar100(config.data_root, "train")  # clear errors before anything else
+    test = load_cifar100(config.data_root, "test")
+    if config.lam > 0 and config.teacher_checkpoint is not None:
+        check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
+                                 config.teacher_net_options)
+    if config.compile and torch.device(config.device).type != "cuda":
+        warnings.warn("compile is used on CUDA only; running eagerly on the CPU", stacklevel=2)
+    ctx = DistContext.setup(config.device)
+    try:
+        return _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, DistillResult,
+                    epochs_for)
+    finally:
+        ctx.close()
+
+
+def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for):
+    device = ctx.device
+    train = train_full if config.beta >= 1 else train_full.subset(
+        fewshot_indices(train_full.labels, int(round(100 * config.beta))))
+    x_test, y_test = _normalized(test, device), test.labels.to(device)
+    ckpt = None
+    if run_dir is not None and resume and (run_dir / "checkpoint.pt").exists():
+        ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+
+    teacher, teacher_metrics = None, None
+    if config.lam > 0:
+        teacher = make_cifar_teacher(config, out, train, ctx)
+        saved = None if run_dir is None or ckpt is None or not (run_dir / "teacher.pt").exists() else \
+            torch.load(run_dir / "teacher.pt", weights_only=False)
+        if saved is not None:
+            teacher_metrics = saved["metrics"]
+        elif ctx.rank == 0:
+            probs = teacher.probs(x_test, config.samples, 1.0).float()
+            teacher_metrics = dataclasses.asdict(prob_metrics(probs.cpu(), test.labels))
+            if run_dir is not None:
+                atomic_torch_save({"metrics": teacher_metrics}, run_dir / "teacher.pt")
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 2000)
+        student = build_net(config.student, NUM_CLASSES, **config.student_options)
+    student = _prepare(student, device)
+    epochs = epochs_for(len(train), config.batch_size, config.epochs, config.min_steps)
+    schedule = config.schedule if config.schedule != "none" or not config.milestones else "step"
+    optim = OptimConfig(config.optimizer, config.lr, schedule=schedule, milestones=config.milestones,
+                        batch_size=config.batch_size)
+    opt, sched = make_optimizer(student.parameters(), optim, epochs)
+    history: dict[str, list] = {"test_acc": [], "train_loss": []}
+    start = 0
+    if ckpt is not None:
+        student.load_state_dict(ckpt["student"])
+        opt.load_state_dict(ckpt["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ckpt["scheduler"])
+        history, start = ckpt["history"], ckpt["epoch"]
+        log.info("%s: resuming after epoch %d", config.run_id, start)
+    model = student
+    if ctx.world > 1:
+        if device.type == "cuda":
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if config.compile and device.type == "cuda" else model
+    loader = _loader(train, config, config.seed + 3000, device)
+    uniform = torch.full((1, NUM_CLASSES), 1.0 / NUM_CLASSES, device=device)
+
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for epoch in range(start, epochs):
+            torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout masks etc.: a function of the epoch
+            model.train()
+            total = torch.zeros((), dtype=torch.float64, device=device)
+            count = 0
+            for step, (xb, yb) in enumerate(loader.epoch_iter(epoch)):
+                n_global = yb.shape[0]
+                if n_global < ctx.world:
+                    continue  # a last batch smaller than the world size is dropped on every rank
+                part = _shard(n_global, ctx)
+                xb, yb = xb[part], yb[part]
+                if teacher is not None:
+                    tb = _targets(teacher, xb, config, seed=config.seed * 7_919 + epoch * 100_003 + step)
+                else:
+                    tb = uniform.expand(yb.shape[0], -1)
+                with _autocast(device):
+                    logits = forward(xb)
+                loss = distillation_loss(logits.float(), yb, teacher_probs=tb, lam=config.lam,
+                                         t_teacher=config.t_teacher, t_student=config.t_student,
+                                         convention=config.convention)
+                opt.zero_grad(set_to_none=True)
+                # DDP averages gradients over ranks: scale so that the result is the global batch's mean loss
+                (loss * (yb.shape[0] * ctx.world / n_global)).backward()
+                opt.step()
+                total += loss.detach().double() * yb.shape[0]
+                count += yb.shape[0]
+            if sched is not None:
+                sched.step()
+            total_sum, count_sum = ctx.all_sum([float(total), float(count)])
+            history["train_loss"].append(total_sum / max(count_sum, 1.0))
+            history["test_acc"].append(_accuracy(student, x_test, y_test, ctx))
+            if run_dir is not None and ctx.rank == 0:
+                atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": None if sched is None else sched.state_dict(),
+                                   "history": history, "epoch": epoch + 1, "config": config.to_dict()},
+                                  run_dir / "checkpoint.pt")
+            ctx.barrier()
+            if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < epochs:
+                return None
+
+    acc = history["test_acc"]
+    result = result_cls(
+        run_id=config.run_id, config=config.to_dict(), train_size=len(train), epochs_run=epochs, test_acc=acc,
+        train_loss=history["train_loss"], final_acc=acc[-1], best_acc=max(acc),
+        convergence_noise=convergence_noise(acc, config.last) if len(acc) >= 2 else math.nan, last=config.last,
+        teacher=teacher_metrics, seconds=time.perf_counter() - started, provenance=provenance(config.seed))
+    if run_dir is not None and ctx.rank == 0:
+        write_json(run_dir / "result.json", dataclasses.asdict(result))
+    ctx.barrier()
+    return result

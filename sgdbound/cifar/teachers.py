@@ -1,0 +1,298 @@
+"""Teachers at CIFAR scale: CIFAR zoo networks behind the ``sgdbound.kd`` teacher interface.
+
+Every teacher here is a :class:`sgdbound.kd.teacher_base.Teacher` (``probs(x, samples=S, temperature=T)``,
+no_grad, tempered per sample) over images ``(n, 3, 32, 32)`` normalised as :func:`sgdbound.cifar.data.normalize`
+returns them. They are built around an already trained network (see :func:`train_teacher_net`), so ``fit`` is
+not used; :data:`CIFAR_TEACHERS` is the registry:
+
+* ``deterministic``: the network's logits (its ``S`` samples are identical, computed once);
+* ``vi``: the network with bayesian-torch's mean-field reparameterisation layers (``dnn_to_bnn``); one weight
+  draw per forward pass, so ``S`` samples are ``S`` passes (bayesian-torch draws one weight sample per call for
+  the whole batch: samples cannot share a pass);
+* ``laplace``: last-layer Laplace fitted post hoc on the deterministic network: the training set's features are
+  computed once (``features(x)``, no augmentation), laplace-torch fits the head on them (``sgdbound.kd``'s
+  ``LaplaceTeacher`` on the head, Kronecker GGN, prior precision by marginal likelihood), and a prediction
+  computes ``features(x)`` once and draws all ``S`` logit samples from the linearised Gaussian in one op
+  (or uses the closed-form probit predictive).
+
+On CUDA the teacher's forward runs under bf16 autocast; logits come back float32.
+
+A teacher checkpoint (:func:`save_teacher_checkpoint`) records the architecture, the class count and the kind
+it was trained as; :func:`check_teacher_checkpoint` refuses one that does not fit the run, listing what was
+expected, before any training starts. Raw state dicts (an official ``snapshot_sd.pt``) are accepted when they load
+into the expected architecture with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sgdbound.cifar.models import MODELS, build_model
+from sgdbound.io import atomic_torch_save
+from sgdbound.kd.bayes_teachers import LaplaceTeacher
+from sgdbound.kd.teacher_base import Teacher
+
+__all__ = ["CIFAR_TEACHERS", "CifarTeacher", "DeterministicCifarTeacher", "VICifarTeacher", "LaplaceCifarTeacher",
+           "FlatNet", "build_net", "bayesianize", "base_kind", "save_teacher_checkpoint", "check_teacher_checkpoint",
+           "load_teacher_net", "CHECKPOINT_FORMAT", "STUDENT_EXTRA_NETS"]
+
+CHECKPOINT_FORMAT = "sgdbound-cifar-teacher-v1"
+#: Students beyond the zoo: ``sgdbound.kd.nets`` MLPs on the flattened image (tests, quick baselines).
+STUDENT_EXTRA_NETS = ("mlp",)
+
+
+class FlatNet(nn.Module):
+    """A ``sgdbound.kd.nets`` net on flattened images ``(n, 3·32·32)``, with ``features`` and ``head``."""
+
+    def __init__(self, name: str, num_classes: int, **options):
+        super().__init__()
+        from sgdbound.kd.nets import make_net
+
+        self.net = make_net(name, 3 * 32 * 32, num_classes, **options)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.net.head
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x.flatten(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+
+def build_net(name: str, num_classes: int = 100, **options) -> nn.Module:
+    """A zoo network (:data:`sgdbound.cifar.MODELS`, no options) or a flattened ``mlp`` (options: ``hidden``)."""
+    if name in STUDENT_EXTRA_NETS:
+        return FlatNet(name, num_classes, **options)
+    if options:
+        raise ValueError(f"zoo network {name!r} takes no options, got {sorted(options)}")
+    return build_model(name, num_classes)
+
+
+def bayesianize(net: nn.Module, prior_sigma: float = 1.0, rho_init: float = -4.0) -> nn.Module:
+    """Turn every ``Linear``/``Conv`` of ``net`` into a bayesian-torch mean-field reparameterisation layer, in
+    place (the architecture stays the same, so a VI checkpoint is rebuilt by calling this on a fresh net)."""
+    from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn
+
+    dnn_to_bnn(net, {"prior_mu": 0.0, "prior_sigma": float(prior_sigma), "posterior_mu_init": 0.0,
+                     "posterior_rho_init": float(rho_init), "type": "Reparameterization", "moped_enable": False,
+                     "moped_delta": 0.1})
+    return net
+
+
+def base_kind(kind: str) -> str:
+    """The kind of network a teacher kind is built on: ``vi`` for VI, ``deterministic`` otherwise (Laplace is
+    post hoc on the deterministic network)."""
+    return "vi" if kind == "vi" else "deterministic"
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+class CifarTeacher(Teacher):
+    """Base class: a trained ``net`` on ``device``; ``options`` as the subclass documents."""
+
+    def __init__(self, net: nn.Module, *, seed: int = 0, device: torch.device | str = "cpu", **options):
+        super().__init__(lambda: net, epochs=0, seed=seed, **options)
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.fitted = True
+
+    def _fit(self, x, y):
+        raise ValueError(f"the CIFAR {self.kind!r} teacher is built from a trained network, not fitted here")
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with _autocast(self.device):
+            return self.net(x).float()
+
+
+class DeterministicCifarTeacher(CifarTeacher):
+    """No options: the trained network's logits."""
+
+    kind = "deterministic"
+
+    def sample_logits(self, x, samples):
+        return self._logits(x)[None].expand(samples, -1, -1)
+
+
+class VICifarTeacher(CifarTeacher):
+    """Options (training, see :func:`sgdbound.cifar.kd.train_teacher_net`): ``prior_sigma``, ``rho_init``,
+    ``ml_epochs`` (epochs of NLL only), ``anneal_epochs`` (epochs of the linear KL ramp; None: half the epochs).
+    Prediction: ``S`` forward passes, each with its own weight draw."""
+
+    kind = "vi"
+    defaults = {"prior_sigma": 1.0, "rho_init": -4.0, "ml_epochs": 0, "anneal_epochs": None}
+
+    def sample_logits(self, x, samples):
+        if self.device.type != "cuda":
+            return torch.stack([self._logits(x) for _ in range(samples)])
+        # bayesian-torch draws on the CUDA generator: seed it from the (seeded) CPU one, so draws are reproducible
+        seed = int(torch.randint(0, 2**62, ()))
+        with torch.random.fork_rng(devices=[self.device]):
+            torch.cuda.manual_seed(seed)
+            return torch.stack([self._logits(x) for _ in range(samples)])
+
+
+class LaplaceCifarTeacher(CifarTeacher):
+    """Options: ``hessian`` (``kron``, ``diag``, ``full``), ``link`` (``probit`` or ``mc``), ``prior``
+    (``marglik`` or a fixed prior precision). Call :meth:`fit_features` once with the training images."""
+
+    kind = "laplace"
+    defaults = {"hessian": "kron", "link": "probit", "prior": "marglik"}
+
+    def __init__(self, net: nn.Module, **kwargs):
+        super().__init__(net, **kwargs)
+        self.fitted = False
+
+    def features(self, x: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
+        """``net.features(x)`` ``(n, h)`` float32, in eval mode, without gradients."""
+        with torch.no_grad(), _autocast(self.device):
+            return torch.cat([self.net.features(part).float() for part in x.split(chunk)])
+
+    def fit_features(self, x: torch.Tensor, y: torch.Tensor) -> LaplaceCifarTeacher:
+        """Fit the last-layer Laplace approximation on the features of ``x`` ``(n, 3, 32, 32)`` (computed once)."""
+        feats = self.features(x)
+        # the head alone, behind a no-op layer so that laplace-torch's last-layer code (closed-form Jacobians
+        # phi ⊗ I, no autograd per sample) sees features as its input
+        head = nn.Sequential(nn.Flatten(), copy.deepcopy(self.net.head).float())
+        for p in head.parameters():
+            p.requires_grad_(True)
+        self.head_teacher = LaplaceTeacher(lambda: head, epochs=0, seed=self.seed, subset="last_layer",
+                                           **self.options).fit(feats, y.to(feats.device))
+        self.fitted = True
+        return self
+
+    def glm(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean ``(n, K)`` and covariance ``(n, K, K)`` of the linearised logits, from one feature pass: in closed
+        form for the Kronecker posterior (:func:`kron_glm`), else laplace-torch's predictive."""
+        feats = self.features(x)
+        la = self.head_teacher.la
+        if self.options["hessian"] == "kron":
+            return kron_glm(la.posterior_precision, la.model.model(feats), feats)
+        return self.head_teacher._glm(feats)
+
+    def sample_logits(self, x, samples):
+        return LaplaceTeacher.gaussian_logit_samples(*self.glm(x), samples)
+
+    def _mean_probs(self, x, samples, temperature):
+        if self.options["link"] != "probit":
+            return None
+        return LaplaceTeacher.probit(*self.glm(x), temperature)
+
+
+def kron_glm(precision, f_mu: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linearised predictive of a last-layer Kronecker Laplace posterior, in closed form.
+
+    ``precision``: laplace-torch's ``KronDecomposed`` posterior precision of one ``Linear`` layer ``W`` ``(K, h)``
+    (eigenvectors ``Q1`` ``(K, K)``, ``Q2`` ``(h, h)``, eigenvalues ``l1``, ``l2``, prior ``δ``), plus a bias block
+    ``(Q3, l3, δ_b)`` when the layer has one. ``f_mu`` ``(n, K)``, features ``phi`` ``(n, h)``. With
+    ``J = I_K ⊗ φᵀ`` and ``Σ_W = (Q1 ⊗ Q2) (l1 ⊗ l2 + δ)⁻¹ (Q1 ⊗ Q2)ᵀ``:
+    ``J Σ_W Jᵀ = Q1 diag(c) Q1ᵀ`` with ``c_i = Σ_j (Q2ᵀ φ)_j² / (l1_i l2_j + δ)``, and the bias adds
+    ``Q3 diag(1 / (l3 + δ_b)) Q3ᵀ``. Cost ``O(n (h² + K h + K²))`` instead of laplace-torch's ``(n, K, K·h)``
+    Jacobians; equal to ``la._glm_predictive_distribution`` (tested).
+    """
+    vectors, values, deltas = precision.eigenvectors, precision.eigenvalues, precision.deltas
+    (q1, q2), (l1, l2) = vectors[0], values[0]
+    phi = phi.to(q2.dtype)
+    c = (phi @ q2).pow(2) @ (1 / (torch.outer(l1, l2) + deltas[0])).T  # (n, K)
+    f_var = torch.einsum("ki,ni,li->nkl", q1, c, q1)
+    if len(vectors) > 1:
+        (q3,), (l3,) = vectors[1], values[1]
+        f_var = f_var + (q3 / (l3 + deltas[1])) @ q3.T
+    return f_mu, f_var
+
+
+CIFAR_TEACHERS: dict[str, type[CifarTeacher]] = {
+    "deterministic": DeterministicCifarTeacher,
+    "vi": VICifarTeacher,
+    "laplace": LaplaceCifarTeacher,
+}
+
+
+# ------------------------------------------------------------------------------------------------- checkpoints
+
+
+def save_teacher_checkpoint(path: str | Path, net: nn.Module, *, arch: str, num_classes: int, kind: str,
+                            config: dict | None = None) -> Path:
+    """Write a trained teacher network with what it is (``arch``, ``num_classes``, ``kind`` of network)."""
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, "arch": arch, "num_classes": int(num_classes),
+                              "kind": base_kind(kind), "state_dict": state, "config": config or {}}, path)
+
+
+def _head_classes(state: dict) -> int | None:
+    for key in ("fc.weight", "classifier.weight", "head.weight", "net.head.weight"):
+        if key in state and hasattr(state[key], "shape"):
+            return int(state[key].shape[0])
+    return None
+
+
+def _listing(keys: Sequence[str]) -> str:
+    keys = list(keys)
+    return ", ".join(keys[:4]) + (f", … ({len(keys)} in all)" if len(keys) > 4 else "")
+
+
+def check_teacher_checkpoint(path: str | Path, arch: str, num_classes: int, kind: str,
+                             net_options: dict | None = None) -> dict:
+    """Load ``path`` and make sure it is a ``kind`` teacher (``laplace`` needs a deterministic network) of
+    architecture ``arch`` with ``num_classes`` classes; ``ValueError`` listing what was expected otherwise.
+    Returns ``{"arch", "num_classes", "kind", "state_dict"}``."""
+    expected = (f"expected a {base_kind(kind)} {arch!r} network with {num_classes} classes (teacher_net={arch!r}, "
+                f"teacher={kind!r}, dataset cifar100; valid architectures: {', '.join(sorted(MODELS))})")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"teacher checkpoint {str(path)!r} does not exist; {expected}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"teacher checkpoint {str(path)!r} is not a torch file ({type(error).__name__}); "
+                         f"{expected}") from error
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        got = (payload["arch"], int(payload["num_classes"]), payload["kind"])
+        if got != (arch, int(num_classes), base_kind(kind)):
+            raise ValueError(f"teacher checkpoint {str(path)!r} holds a {got[2]} {got[0]!r} network with {got[1]} "
+                             f"classes; {expected}")
+        state = payload["state_dict"]
+    elif isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()):
+        state = payload  # a raw state dict (official snapshot_sd.pt): it must load into the expected network
+        if base_kind(kind) == "vi":
+            raise ValueError(f"teacher checkpoint {str(path)!r} is a raw state dict; VI teachers need a checkpoint "
+                             f"written by sgdbound; {expected}")
+        got_classes = _head_classes(state)
+        net = build_net(arch, num_classes, **(net_options or {}))
+        missing = sorted(set(net.state_dict()) - set(state))
+        unexpected = sorted(set(state) - set(net.state_dict()))
+        if got_classes is not None and got_classes != num_classes:
+            raise ValueError(f"teacher checkpoint {str(path)!r} has a {got_classes}-class head; {expected}")
+        if missing or unexpected:
+            raise ValueError(f"teacher checkpoint {str(path)!r} does not fit {arch!r} (missing: "
+                             f"{_listing(missing) or 'none'}; unexpected: {_listing(unexpected) or 'none'}); "
+                             f"{expected}")
+        shapes = [k for k, v in net.state_dict().items() if tuple(v.shape) != tuple(state[k].shape)]
+        if shapes:
+            raise ValueError(f"teacher checkpoint {str(path)!r} has other shapes than {arch!r} at "
+                             f"{_listing(shapes)}; {expected}")
+    else:
+        raise ValueError(f"teacher checkpoint {str(path)!r} holds a {type(payload).__name__}, not a teacher; "
+                         f"{expected}")
+    return {"arch": arch, "num_classes": int(num_classes), "kind": base_kind(kind), "state_dict": state}
+
+
+def load_teacher_net(payload: dict, options: dict | None = None, net_options: dict | None = None) -> nn.Module:
+    """The network of a checked checkpoint payload (VI networks are bayesianised before loading)."""
+    net = build_net(payload["arch"], payload["num_classes"], **(net_options or {}))
+    if payload["kind"] == "vi":
+        opts = {**VICifarTeacher.defaults, **(options or {})}
+        bayesianize(net, opts["prior_sigma"], opts["rho_init"])
+    net.load_state_dict(payload["state_dict"], strict=True)
+    return net

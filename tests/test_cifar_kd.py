@@ -1,0 +1,188 @@
+"""CIFAR-100 distillation through the ``sgdbound.kd`` pipeline, on tiny fake data in the official format: every
+teacher kind, zoo students, resume, bad data roots, teacher checkpoints that do not fit, presets through the CLI,
+the paper's table, and the closed-form Kronecker predictive against laplace-torch's."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+import torch
+
+from sgdbound.cifar import write_fake_cifar100
+from sgdbound.cifar.report import paper_table
+from sgdbound.cifar.teachers import kron_glm, save_teacher_checkpoint
+from sgdbound.cli import main
+from sgdbound.kd.distill import DistillConfig, distill
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return str(write_fake_cifar100(tmp_path_factory.mktemp("cifar"), n_train=100, n_test=100, seed=0))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Untrained wrn_16_1 teachers saved as checkpoints (deterministic and VI), so most tests train no teacher."""
+    from sgdbound.cifar.models import build_model
+    from sgdbound.cifar.teachers import bayesianize
+
+    folder = tmp_path_factory.mktemp("teachers")
+    torch.manual_seed(0)
+    for kind, net in (("deterministic", build_model("wrn_16_1")), ("vi", bayesianize(build_model("wrn_16_1")))):
+        save_teacher_checkpoint(folder / f"{kind}.pt", net, arch="wrn_16_1", num_classes=100, kind=kind)
+    return {"deterministic": str(folder / "deterministic.pt"), "laplace": str(folder / "deterministic.pt"),
+            "vi": str(folder / "vi.pt")}
+
+
+def tiny(root: str, **extra) -> DistillConfig:
+    """A wrn_16_1 teacher (one epoch) and a small MLP student on 100 fake images."""
+    fields = dict(dataset="cifar100", data_root=root, teacher="deterministic", teacher_net="wrn_16_1", student="mlp",
+                  student_options={"hidden": [32]}, epochs=2, teacher_epochs=1, batch_size=50, samples=2, last=2,
+                  lam=0.5, lr=3e-3)
+    return DistillConfig(**{**fields, **extra})
+
+
+def test_teacher_is_trained_cached_and_distilled(root, tmp_path):
+    result = distill(tiny(root), tmp_path)
+    assert result.epochs_run == 2 and len(result.test_acc) == 2 and result.train_size == 100
+    assert result.best_acc == max(result.test_acc) and result.final_acc == result.test_acc[-1]
+    assert all(torch.isfinite(torch.tensor(result.train_loss)))
+    assert 0 <= result.teacher["accuracy"] <= 1 and result.teacher["nll"] > 0
+    assert len(list((tmp_path / "teachers").glob("wrn_16_1-deterministic-seed0-*.pt"))) == 1
+
+
+@pytest.mark.parametrize("kind,extra", [
+    ("vi", {"t_teacher": 4.0, "samples": 3}),
+    ("laplace", {"temper": "mean", "t_teacher": 2.0, "t_student": 2.0}),
+    ("laplace", {"teacher_options": {"link": "mc", "prior": 1.0}, "samples": 4}),
+])
+def test_each_bayesian_teacher_kind_distils(root, checkpoints, tmp_path, kind, extra):
+    result = distill(tiny(root, teacher=kind, teacher_checkpoint=checkpoints[kind], epochs=1, **extra), tmp_path)
+    assert len(result.test_acc) == 1 and torch.isfinite(torch.tensor(result.train_loss)).all()
+    assert 0 <= result.teacher["accuracy"] <= 1 and result.teacher["nll"] > 0
+    assert not (tmp_path / "teachers").exists()  # nothing trained: the checkpoint was used
+
+
+def test_resume_after_kill(root, checkpoints, tmp_path):
+    config = tiny(root, epochs=3, teacher_checkpoint=checkpoints["deterministic"])
+    assert distill(config, tmp_path / "a", stop_after=1) is None
+    assert (tmp_path / "a" / config.run_id / "checkpoint.pt").exists()
+    resumed = distill(config, tmp_path / "a", resume=True)
+    straight = distill(config, tmp_path / "b")
+    assert resumed.test_acc == straight.test_acc and resumed.train_loss == straight.train_loss
+    assert resumed.teacher == straight.teacher
+
+
+def test_zoo_student_and_few_shot(root, tmp_path):
+    result = distill(tiny(root, student="wrn_16_1", student_options={}, lam=0.0, epochs=1, beta=0.5), tmp_path)
+    # official few-shot rule on 1 image per class: k = max(1, int(500 * 0.5 + 0.5)) caps at the one available
+    assert result.train_size == 100 and result.teacher is None and len(result.test_acc) == 1
+
+
+def test_bad_data_root_fails_before_training(tmp_path):
+    with pytest.raises(ValueError, match="cifar-100-python/train"):
+        tiny(str(tmp_path / "nowhere"))
+    with pytest.raises(ValueError, match="needs data_root"):
+        DistillConfig(dataset="cifar100", teacher_net="wrn_16_1", student="mlp")
+    broken = write_fake_cifar100(tmp_path / "broken", n_train=10, n_test=10)
+    with open(broken / "cifar-100-python" / "train", "wb") as handle:
+        pickle.dump({b"data": b"nonsense"}, handle)
+    with pytest.raises(ValueError, match="fine_labels"):
+        distill(tiny(str(broken)), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad,expected", [
+    (("wrn_16_2", 100, "deterministic"), "holds a deterministic 'wrn_16_2' network with 100 classes"),
+    (("wrn_16_1", 10, "deterministic"), "with 10 classes"),
+    (("wrn_16_1", 100, "vi"), "holds a vi 'wrn_16_1'"),
+])
+def test_teacher_checkpoint_that_does_not_fit_is_refused(root, tmp_path, capsys, bad, expected):
+    from sgdbound.cifar.models import build_model
+
+    arch, classes, kind = bad
+    path = tmp_path / "teacher.pt"
+    save_teacher_checkpoint(path, build_model(arch, classes), arch=arch, num_classes=classes, kind=kind)
+    out = tmp_path / "never"
+    argv = ["distill", "--dataset", "cifar100", "--data-root", root, "--teacher-net", "wrn_16_1", "--student", "mlp",
+            "--teacher", "laplace", "--teacher-checkpoint", str(path), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "expected a deterministic 'wrn_16_1' network with 100 classes" in err
+    assert not out.exists()
+
+
+def test_raw_state_dict_checkpoint(root, tmp_path):
+    from sgdbound.cifar.models import build_model
+    from sgdbound.cifar.teachers import check_teacher_checkpoint
+
+    good, bad = tmp_path / "good.pt", tmp_path / "bad.pt"
+    torch.save(build_model("wrn_16_1").state_dict(), good)  # as an official snapshot_sd.pt
+    torch.save(build_model("wrn_16_1", 10).state_dict(), bad)
+    assert check_teacher_checkpoint(good, "wrn_16_1", 100, "laplace")["kind"] == "deterministic"
+    with pytest.raises(ValueError, match="10-class head; expected a deterministic 'wrn_16_1'"):
+        check_teacher_checkpoint(bad, "wrn_16_1", 100, "deterministic")
+    with pytest.raises(ValueError, match="does not fit 'resnet18'"):
+        check_teacher_checkpoint(good, "resnet18", 100, "deterministic")
+
+
+def test_presets_through_the_cli(root, tmp_path, capsys):
+    assert main(["sweep", "--preset", "kd-resnet50-*", "--data-root", root, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "0 teacher(s) and 60 run(s) valid" in printed  # 4 students x 3 kinds x 5 seeds
+    assert "resnet50 (vi) -> vgg8, lam=0.7 T_t=4 T_s=1 S=1 beta=1 epochs=200 seed=4" in printed
+    assert main(["distill", "--preset", "fewshot10-resnet50-resnet18-laplace", "--data-root", root, "--dry-run"]) == 0
+    assert "lam=1 T_t=2 T_s=2 S=1 beta=0.1 epochs=200 seed=0" in capsys.readouterr().out
+    assert main(["sweep", "--preset", "kd-resnet50-vgg9-vi", "--data-root", root]) == 2
+    assert "valid presets: teacher-resnet50-deterministic" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_preset_runs_teacher_then_students_then_report(root, tmp_path, capsys):
+    out = tmp_path / "runs"
+    small = ["--data-root", root, "--teacher-net", "wrn_16_1", "--student", "mlp", "--epochs", "2",
+             "--teacher-epochs", "1", "--out", str(out)]
+    assert main(["distill", "--preset", "teacher-vgg13-vi", *small]) == 0
+    assert main(["sweep", "--preset", "kd-vgg13-wrn_40_1-vi", "--seeds", "0", "1", *small]) == 0
+    assert len(list((out / "teachers").glob("*.pt"))) == 1  # the students used the teacher preset's network
+    assert len(list(out.glob("cifar100_*/result.json"))) == 2
+    assert main(["sweep", "--preset", "kd-vgg13-wrn_40_1-vi", "--seeds", "0", "1", *small]) == 0
+    assert "[2/2]" in capsys.readouterr().out  # finished runs are loaded, not redone
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| vgg13 → wrn_40_1 | 67.90 | – | 71.37 |" in printed and "cifar100 wrn_16_1→mlp" in printed
+
+
+def test_paper_table_puts_our_runs_beside_the_paper():
+    base = dict(dataset="cifar100", teacher_net="resnet50", student="wrn_16_2", teacher="vi", lam=0.7, t_teacher=4.0,
+                t_student=1.0, samples=1, beta=1.0, best_acc=0.74, convergence_noise=0.002)
+    rows = [dict(base, final_acc=0.73), dict(base, final_acc=0.735)]
+    table = paper_table(rows)
+    assert "| resnet50 → wrn_16_2 | 69.36 | – | 73.63 | 73.25 ± 0.35 (best 74.00, noise 0.20 pp, n=2) | 72.52 | – |" \
+        in table
+    assert "| resnet50 → vgg8 | 75.66 | – | 77.27 | – | 76.11 | – |" in table
+
+
+def test_kron_closed_form_equals_laplace_torch():
+    from laplace import Laplace
+
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 4)).double()
+    x, y = torch.randn(60, 6, dtype=torch.float64), torch.randint(0, 4, (60,))
+    la = Laplace(head, "classification", subset_of_weights="last_layer", hessian_structure="kron")
+    la.fit(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=20))
+    la.prior_precision = 0.7
+    f_mu, f_var = la._glm_predictive_distribution(x[:7])
+    ours_mu, ours_var = kron_glm(la.posterior_precision, head(x[:7]), x[:7])
+    torch.testing.assert_close(ours_mu, f_mu)
+    torch.testing.assert_close(ours_var, f_var)
+
+
+def test_config_identity_is_stable_and_runtime_free(root):
+    config = tiny(root)
+    assert dataclasses.replace(config, device="cpu", data_root=root + "/").run_id == config.run_id
+    assert dataclasses.replace(config, teacher_seed=0).run_id != config.run_id
+    small = DistillConfig(dataset="mixture", teacher_net="mlp", student="mlp")
+    assert "teacher_seed" not in small.identity() and "device" not in small.identity()
