@@ -221,3 +221,30 @@ def test_paper_forms_with_a_class_of_zero_probability():
     with torch.no_grad():
         model.bias.zero_()
     assert onehot_noise(model, x, bcp) == math.inf
+
+
+def test_optimal_lambda_plateau_criterion():
+    """The plateau criterion minimises the stationary spread of Mix(λ, teacher) (Lyapunov, small step) over a grid
+    of λ; for a Dirichlet teacher both criteria give (1+α)/(2+α), for a Gaussian one they differ."""
+    from sgdbound.theory import loss_hessian, optimal_lambda, predicted_gradient_covariance, stationary_prediction
+
+    gm = GaussianMixture.random(3, 3, separation=1.5, seed=4)
+    s = gm.sample(400, seed=5)
+    model = LinearSoftmax.from_params(*gm.bayes_linear())
+    for teacher, differ in ((Dirichlet(3.0), False), (Gaussian(0.05), True)):
+        by_noise = optimal_lambda(model, s.x, s.bcp, teacher)
+        by_plateau = optimal_lambda(model, s.x, s.bcp, teacher, criterion="plateau")
+        if not differ:
+            assert by_noise.lam == pytest.approx(4 / 5, rel=1e-9)
+            assert by_plateau.lam == pytest.approx(4 / 5, rel=1e-9)
+        else:
+            assert abs(by_noise.lam - by_plateau.lam) > 0.01
+        hess = loss_hessian(model, s.x, s.bcp)
+        grid = torch.linspace(0, 1, 201, dtype=torch.float64)
+        spread = [float(stationary_prediction(hess, predicted_gradient_covariance(model, s.x, s.bcp, Mix(float(lam),
+                                                                                                     teacher)), 1e-4))
+                  for lam in grid]
+        best = float(grid[int(torch.tensor(spread).argmin())])
+        assert best == pytest.approx(by_plateau.lam, abs=0.006)
+    with pytest.raises(ValueError, match="criterion"):
+        optimal_lambda(model, s.x, s.bcp, OneHot(), criterion="accuracy")

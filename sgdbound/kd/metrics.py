@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 __all__ = ["accuracy", "nll", "brier", "ece", "convergence_noise", "ProbMetrics", "prob_metrics"]
 
@@ -33,6 +32,8 @@ def brier(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 def ece(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) -> float:
     """Top-label expected calibration error with ``n_bins`` equal-width bins (torchmetrics, l1 norm)."""
+    from torchmetrics.functional.classification import multiclass_calibration_error  # a slow import: when used
+
     return multiclass_calibration_error(probs.float(), labels, num_classes=probs.shape[1], n_bins=n_bins,
                                         norm="l1").item()
 

@@ -161,16 +161,34 @@ class LambdaChoice:
         return (1 - lam) ** 2 * self.onehot + lam**2 * self.teacher
 
 
-def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher: SupervisionModel,
-                   chunk_size: int | None = None) -> LambdaChoice:
-    """Choose ``λ`` in ``t = (1 − λ) e_y + λ p̃`` to minimise the predicted noise ``(1 − λ)² A + λ² B``.
+LAMBDA_CRITERIA = ("noise", "plateau")
 
-    A data-driven answer to the paper's open question of how to weight the distillation term.
+
+def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher: SupervisionModel,
+                   chunk_size: int | None = None, criterion: str = "noise") -> LambdaChoice:
+    """Choose ``λ`` in ``t = (1 − λ) e_y + λ p̃`` to minimise ``(1 − λ)² A + λ² B``: ``λ* = A / (A + B)``.
+
+    ``criterion="noise"``: ``A``, ``B`` are the gradient noises ``E tr(C G)`` of one-hot labels and of the teacher
+    (σ², DESIGN.md §1). ``criterion="plateau"``: ``A = tr(H⁺ S_onehot)``, ``B = tr(H⁺ S_teacher)``, the weights of
+    SGD's small-step stationary spread ``(γ/2b) tr(H⁺ S)`` (``H`` the Hessian at the model, small models only).
+    The two agree when the teacher's noise is shaped like one-hot noise (a Dirichlet teacher: ``(1+α)/(2+α)``)
+    and differ otherwise. A data-driven answer to the paper's open question of how to weight the distillation
+    term. The teacher's noise is taken independent of the label.
     """
     if isinstance(teacher, Mix):
         raise ValueError("teacher must be the teacher's own supervision model, not a Mix")
-    a = predicted_noise(model, x, bcp, OneHot(), chunk_size)
-    b = predicted_noise(model, x, bcp, teacher, chunk_size)
+    if criterion not in LAMBDA_CRITERIA:
+        raise ValueError(f"criterion must be one of {LAMBDA_CRITERIA}, got {criterion!r}")
+    if criterion == "noise":
+        a = predicted_noise(model, x, bcp, OneHot(), chunk_size)
+        b = predicted_noise(model, x, bcp, teacher, chunk_size)
+    else:
+        from sgdbound.theory.constants import loss_hessian
+
+        hess = loss_hessian(model, x, bcp.to(check_model_inputs(model, x).dtype))
+        pinv = torch.linalg.pinv(hess, hermitian=True, rtol=1e-9)
+        a = (pinv * predicted_gradient_covariance(model, x, bcp, OneHot(), chunk_size)).sum().item()
+        b = (pinv * predicted_gradient_covariance(model, x, bcp, teacher, chunk_size)).sum().item()
     lam = 1.0 if a + b == 0 else a / (a + b)
     return LambdaChoice(lam=lam, onehot=a, teacher=b)
 
