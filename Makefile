@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e '.[kd,test]'
+	$(PIP) install --quiet $(TORCH_PINS) -e '.[kd,test,dist]'
 	touch $(STAMP)
 
 lint: install

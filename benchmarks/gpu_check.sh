@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Prepared GPU check for issue 5 (one GPU, under 8 minutes): simulator throughput with 4096 replicas, then
 # CIFAR-format student-training throughput (ResNet-50 teacher -> ResNet-18 student) of the official loop against
-# the fast path, eager and under torch.compile. Every number ends up in one file, $OUT/gpu_check.json (the
-# pieces stay beside it: sim.json, cifar.json, cifar_compiled.json, and a log per step).
+# the fast path, eager and under torch.compile, then a short real-shape distillation run through the CLI
+# (`sgdbound distill --preset kd-resnet50-resnet18-{deterministic,laplace,vi}` on fake CIFAR-format data: 1 teacher
+# epoch, 2 student epochs). Every number ends up in one file, $OUT/gpu_check.json (the pieces stay beside it:
+# sim.json, cifar.json, cifar_compiled.json, distill.json, and a log per step).
 #
 #   OUT=/some/dir bash benchmarks/gpu_check.sh        # OUT defaults to results/gpu_check
 #   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU (no simulator step)
 #
-# Each step has its own time limit (total at most ~7.5 min) and a failed or timed-out step is recorded, not fatal.
+# Each step has its own time limit and a failed or timed-out step is recorded, not fatal. Limits add up to 10 min;
+# expected on one H200: well under 8 (each distillation step is process start-up plus seconds of GPU work).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-results/gpu_check}"
@@ -42,6 +45,31 @@ step cifar 120 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "$
 step cifar_compiled 170 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
   --json "$OUT/cifar_compiled.json"
 
+# short real-shape distillation through the CLI: the paper's pair on 5,000 fake training images (SMOKE: tiny nets)
+if [ -z "${SMOKE:-}" ]; then
+  N_TRAIN=5000; N_TEST=1000; NETS=()
+else
+  N_TRAIN=200; N_TEST=100; NETS=(--teacher-net wrn_16_1 --student wrn_16_1)
+fi
+"$PY" -c "from sgdbound.cifar import write_fake_cifar100 as w; w('$OUT/fake_cifar', $N_TRAIN, $N_TEST)"
+rm -rf "$OUT/distill"
+for KIND in deterministic laplace vi; do
+  step "distill_$KIND" 50 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
+    --data-root "$OUT/fake_cifar" --device "$DEVICE" --epochs 2 --teacher-epochs 1 "${NETS[@]}" --out "$OUT/distill"
+done
+"$PY" - "$OUT" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+runs = []
+for path in sorted((out / "distill").glob("*/result.json")):
+    r = json.loads(path.read_text())
+    images = r["train_size"] * r["epochs_run"]
+    runs.append({"run": r["run_id"], "teacher": r["config"]["teacher"], "teacher_net": r["config"]["teacher_net"],
+                 "student": r["config"]["student"], "seconds": r["seconds"], "student_images": images,
+                 "student_images_per_s_incl_teacher_and_eval": images / r["seconds"], "test_acc": r["test_acc"]})
+(out / "distill.json").write_text(json.dumps(runs, indent=2))
+PY
+
 "$PY" - "$OUT" "$START" <<'PY'
 import json, pathlib, sys, time
 out, start = pathlib.Path(sys.argv[1]), int(sys.argv[2])
@@ -57,7 +85,8 @@ for line in (out / "steps.txt").read_text().splitlines():
     steps[name] = {"rc": int(rc.split("=")[1]), "seconds": int(seconds.split("=")[1])}
 summary = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None,
            "steps": steps, "total_seconds": int(time.time()) - start,
-           "sim": load("sim.json"), "cifar": load("cifar.json"), "cifar_compiled": load("cifar_compiled.json")}
+           "sim": load("sim.json"), "cifar": load("cifar.json"), "cifar_compiled": load("cifar_compiled.json"),
+           "distill": load("distill.json")}
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
 for key in ("cifar", "cifar_compiled"):
     r = summary[key]
@@ -67,5 +96,8 @@ for key in ("cifar", "cifar_compiled"):
               f"best {best:.0f} img/s ({best / r['baseline']['images_per_s']:.2f}x)")
 for r in summary["sim"] if isinstance(summary["sim"], list) else []:
     print(f"{r['name']}: ratio {r['ratio']:.1f}x (goal {r['goal']}x)")
+for r in summary["distill"] if isinstance(summary["distill"], list) else []:
+    print(f"distill {r['teacher']} {r['teacher_net']}->{r['student']}: {r['seconds']:.1f} s "
+          f"({r['student_images_per_s_incl_teacher_and_eval']:.0f} student img/s incl. teacher fit, eval)")
 print(f"wrote {out / 'gpu_check.json'} after {summary['total_seconds']} s")
 PY

@@ -30,7 +30,7 @@ def test_batched_linear_sgd_momentum_matches_torch_optim(batch):
     weight = torch.randn(n, k, dim, generator=gen, dtype=F64)
     bias = torch.randn(n, k, generator=gen, dtype=F64)
     lrs = torch.tensor([0.1, 0.05, 0.2, 0.01], dtype=F64)
-    student = BatchedLinear(weight.transpose(1, 2).clone(), bias.clone())
+    student = BatchedLinear(weight.clone(), bias.clone())
     opt = BatchedSGD(student.params, momentum=0.9)
     models = [LinearSoftmax.from_params(weight[i], bias[i]) for i in range(n)]
     opts = [torch.optim.SGD(m.parameters(), lr=float(lrs[i]), momentum=0.9) for i, m in enumerate(models)]

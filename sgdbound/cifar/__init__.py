@@ -4,7 +4,10 @@ official few-shot subsets, the CIFAR networks of the official code, and presets 
 * ``data``: :func:`load_cifar100`, :class:`DeviceLoader`, :func:`augment_batch` (and its slow twin
   :func:`reference_augment`), :func:`fewshot_indices`, :func:`write_fake_cifar100`;
 * ``models``: :data:`MODELS`, :func:`build_model`;
-* ``presets``: :data:`PRESETS`, :func:`get_preset`, the paper's reported accuracies.
+* ``presets``: :data:`PRESETS`, :func:`get_preset`, the paper's reported accuracies, :func:`preset_configs`;
+* ``teachers``, ``kd``, ``report`` (imported on use): CIFAR teachers behind the ``sgdbound.kd`` interface, the
+  distillation run ``sgdbound.kd.distill`` dispatches to for ``dataset="cifar100"`` (GPU options, DDP), and the
+  paper's table beside ours.
 """
 
 from sgdbound.cifar.data import (

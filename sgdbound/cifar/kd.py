@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -127,7 +128,8 @@ class DistContext:
             dev = torch.device("cuda", local)
             torch.cuda.set_device(dev)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            # long timeout: rank 0 may train the teacher while the others wait at a barrier
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=24))
             owner = True
         return cls(dist.get_rank(), dist.get_world_size(), dev, owner)
 
@@ -256,6 +258,7 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
         net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
     else:
         path = None if out is None else teacher_path(config, out)
+        ctx.barrier()  # every rank looks for the file at the same moment, so all take the same branch
         if path is None or not path.exists():
             net = None
             if ctx.rank == 0:
@@ -315,6 +318,8 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
     if config.lam > 0 and config.teacher_checkpoint is not None:
         check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
                                  config.teacher_net_options)
+    if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {config.device!r} asked for, but this torch build sees no CUDA device")
     if config.compile and torch.device(config.device).type != "cuda":
         warnings.warn("compile is used on CUDA only; running eagerly on the CPU", stacklevel=2)
     ctx = DistContext.setup(config.device)

@@ -14,6 +14,7 @@ everything (data files, teacher checkpoints) and lists the runs without training
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -149,13 +150,17 @@ def distill_command(args: argparse.Namespace) -> int:
         print(f"dry run: {len(teachers)} teacher(s) and {len(configs)} run(s) valid; nothing trained")
         return 0
     started = time.perf_counter()
+    if teachers and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError("teacher presets train one network per process: run them without torchrun, then distil "
+                         "with torchrun (the students find the teachers under <out>/teachers)")
     if teachers:
         paths = train_teachers(teachers, out, backend=args.backend, workers=args.workers,
                                gpus_per_run=args.gpus_per_run, ray_address=args.ray_address)
         print(f"{len(paths)} teacher(s) under {Path(out) / 'teachers'}")
-    results = sweep(configs, out, resume=args.resume, progress=_progress, backend=args.backend,
+    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 speaks for all
+    results = sweep(configs, out, resume=args.resume, progress=_progress if lead else None, backend=args.backend,
                     workers=args.workers, gpus_per_run=args.gpus_per_run, ray_address=args.ray_address)
-    if results:
+    if results and lead:
         table = atomic_write_text(Path(out) / "results.csv", runs_csv(run_rows(results)))
         print(f"{len(results)} run(s) in {time.perf_counter() - started:.1f} s; results under {out} ({table})")
     return 0

@@ -41,7 +41,12 @@ class DistillConfig:
     ``epochs``/``teacher_epochs``: passes over the (subset of the) training set, raised where needed to reach
     ``min_steps``/``teacher_min_steps`` optimiser steps (few-shot subsets); ``last``: E, the window of the
     convergence noise; ``redraw``: draw the teacher's samples afresh for every batch (the official script)
-    instead of once per training example (a teacher as a fixed function, the default)."""
+    instead of once per training example (a teacher as a fixed function, the default). ``milestones``: epochs at
+    which a ``step`` schedule multiplies the learning rate by 0.1; ``teacher_seed``: the teacher's seed (None: the
+    run's ``seed``; one value lets several student seeds share a teacher). CIFAR-100 only
+    (``sgdbound.cifar.kd``): ``data_root`` (the folder holding ``cifar-100-python/``), ``teacher_checkpoint`` (a
+    trained teacher network, checked before training), ``device`` and ``compile`` (CUDA only). ``data_root``,
+    ``device`` and ``compile`` do not enter ``run_id``."""
 
     dataset: str = "mnist1d"
     teacher: str = "deterministic"
@@ -140,7 +145,7 @@ class DistillConfig:
 #: Fields that say where the data lies or what runs the config, not what the result is (left out of ``run_id``).
 RUNTIME_FIELDS = ("data_root", "device", "compile")
 #: Fields added after results were first written, with their defaults (left out of ``run_id`` at the default).
-_LATER_FIELDS = {"milestones": [], "teacher_seed": None, "teacher_checkpoint": None}
+_LATER_FIELDS = {"milestones": (), "teacher_seed": None, "teacher_checkpoint": None}
 #: Image datasets with their own training path (``sgdbound.cifar.kd``): augmentation, zoo nets, GPU options.
 IMAGE_DATASETS = ("cifar100",)
 

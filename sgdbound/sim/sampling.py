@@ -24,7 +24,7 @@ class StreamSampler:
         raise NotImplementedError
 
     def _labels(self, priors: torch.Tensor, shape, generator) -> torch.Tensor:
-        if torch.allclose(priors, priors.new_full(priors.shape, 1 / priors.numel())):
+        if self.uniform:  # one randint
             return torch.randint(priors.numel(), shape, generator=generator, device=self.device)
         cdf = priors.cumsum(0)
         u = torch.rand(shape, generator=generator, device=self.device, dtype=priors.dtype)
@@ -37,6 +37,7 @@ class _MixtureSampler(StreamSampler):
         put = {"device": device, "dtype": dtype}
         self.means = problem.means.to(**put)
         self.priors = problem.priors.to(**put)
+        self.uniform = bool(problem.priors.max() - problem.priors.min() <= 1e-15)
         chol = problem._chol
         self.scale = None
         if torch.equal(chol, torch.diag(chol.diagonal())):
@@ -47,8 +48,9 @@ class _MixtureSampler(StreamSampler):
 
     def _inputs(self, y, shape, generator):
         z = torch.randn(*shape, self.dim, generator=generator, device=self.device, dtype=self.dtype)
-        noise = z * self.scale if self.scale is not None else z @ self.chol_t
-        return self.means[y] + noise
+        if self.scale is not None:
+            return torch.addcmul(self.means[y], z, self.scale)
+        return self.means[y] + z @ self.chol_t
 
     def draw(self, shape, generator):
         y = self._labels(self.priors, shape, generator)
@@ -62,6 +64,7 @@ class _QuadraticSampler(_MixtureSampler):
         put = {"device": device, "dtype": dtype}
         self.means = problem.means.to(**put)
         self.priors = problem.priors.to(**put)
+        self.uniform = bool(problem.priors.max() - problem.priors.min() <= 1e-15)
         self.chols = problem._chols.to(**put)
         # log N(x; μ_k, Σ_k) = −½‖L_k⁻¹(x − μ_k)‖² − ½ log det Σ_k + const: keep L_k⁻¹.
         self.inv_chols = torch.linalg.inv(problem._chols).to(**put)

@@ -209,7 +209,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         if isinstance(init, str) and init == "optimum":
             weight = torch.stack([th.weight for th in theories]).to(device=dev, dtype=dtype)[config_of]
             bias = torch.stack([th.bias for th in theories]).to(device=dev, dtype=dtype)[config_of]
-            model = BatchedLinear(weight.transpose(1, 2).contiguous(), bias.contiguous())
+            model = BatchedLinear(weight.contiguous(), bias.contiguous())
         else:
             model = BatchedLinear.init(n_total, dim, num_classes, init, init_gen, dev, dtype)
         width = num_classes

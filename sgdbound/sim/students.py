@@ -42,15 +42,18 @@ ACTIVATION_GRADS = {  # name: (activation, backward(δ, pre-activation, post-act
 
 
 class BatchedLinear:
-    """``N`` linear-softmax students: ``weight`` ``(N, d, K)`` (stored transposed) and ``bias`` ``(N, K)``."""
+    """``N`` linear-softmax students: ``weight`` ``(N, K, d)`` and ``bias`` ``(N, K)`` (the ``LinearSoftmax`` layout).
 
-    def __init__(self, weight_t: torch.Tensor, bias: torch.Tensor):
-        self.params = [weight_t, bias]
+    With one example per replica the logits are an elementwise product summed over ``d`` (twice as fast as a
+    batched ``matmul`` of ``(1, d) @ (d, K)`` blocks here) and the weight gradient an outer product.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        self.params = [weight, bias]
 
     @property
     def weight(self) -> torch.Tensor:
-        """``(N, K, d)`` in the ``LinearSoftmax`` layout."""
-        return self.params[0].transpose(1, 2)
+        return self.params[0]
 
     @property
     def bias(self) -> torch.Tensor:
@@ -60,27 +63,29 @@ class BatchedLinear:
     def init(cls, n: int, dim: int, num_classes: int, init, generator, device, dtype) -> BatchedLinear:
         if isinstance(init, tuple):
             weight, bias = init
-            w = weight.to(device=device, dtype=dtype).T.expand(n, dim, num_classes).clone()
+            w = weight.to(device=device, dtype=dtype).expand(n, num_classes, dim).clone()
             return cls(w, bias.to(device=device, dtype=dtype).expand(n, num_classes).clone())
         if init == "random":
             scale = 1 / math.sqrt(dim)
-            w = scale * torch.randn(n, dim, num_classes, generator=generator, device=device, dtype=dtype)
+            w = scale * torch.randn(n, num_classes, dim, generator=generator, device=device, dtype=dtype)
             b = scale * torch.randn(n, num_classes, generator=generator, device=device, dtype=dtype)
             return cls(w, b)
         raise ValueError(f"init must be 'optimum', 'random' or a (weight, bias) tuple, got {init!r}")
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(N, m, d)`` → ``(N, m, K)``."""
-        return torch.matmul(x, self.params[0]) + self.params[1][:, None, :]
+        if x.shape[1] == 1:
+            return ((self.params[0] * x).sum(-1) + self.params[1])[:, None, :]
+        return torch.baddbmm(self.params[1][:, None, :], x, self.params[0].transpose(1, 2))
 
     def gradients(self, x: torch.Tensor, residual: torch.Tensor) -> list[torch.Tensor]:
         """Mean-over-batch gradients for the logit residual ``r`` ``(N, b, K)``."""
         if x.shape[1] == 1:  # one example per replica: an outer product, cheaper elementwise than bmm
-            return [x.transpose(1, 2) * residual, residual[:, 0]]
+            return [residual.transpose(1, 2) * x, residual[:, 0]]
         scaled = residual / x.shape[1]
         if x.shape[1] * x.shape[2] * residual.shape[2] <= 4096:  # tiny matrices: bmm's per-matrix overhead dominates
-            return [(x[..., :, None] * scaled[..., None, :]).sum(1), scaled.sum(1)]
-        return [torch.bmm(x.transpose(1, 2), scaled), scaled.sum(1)]
+            return [(scaled[..., :, None] * x[..., None, :]).sum(1), scaled.sum(1)]
+        return [torch.bmm(scaled.transpose(1, 2), x), scaled.sum(1)]
 
     def params_for(self, chunk: slice) -> BatchedLinear:
         return BatchedLinear(self.params[0][chunk], self.params[1][chunk])
