@@ -237,7 +237,7 @@ def test_records_and_shapes():
     (dict(replicas=0), "replicas"),
     (dict(momentum=1.5), "momentum"),
     (dict(student="mlp", init="optimum"), "optimum"),
-    (dict(stream=False), "train_size"),
+    (dict(stream=False, train_size=0), "train_size"),
     (dict(noise=[OneHot(), Exact()], lr=[0.1, 0.2, 0.3]), "broadcast"),
     (dict(optimizer="lbfgs"), "optimizer"),
 ])
@@ -261,3 +261,22 @@ def test_pl_bounds_hold_on_excess_risk():
     for traj, theorem in zip(trajs, ("T4", "T2")):
         assert traj.pl_bound is not None and traj.pl_bound.theorem == theorem
         assert (traj.excess_risk.mean(0) <= traj.pl_bound.at(traj.steps) + 1e-12).all()
+
+
+def test_init_from_modules_and_state_dicts_and_default_train_size():
+    problem = GaussianMixture.random(3, 3, seed=0)
+    weight, bias = problem.bayes_linear()
+    model = LinearSoftmax.from_params(weight, bias)
+    for init in (model, model.state_dict(), (weight, bias)):
+        traj = simulate(problem, noise=Exact(), lr=0.05, steps=5, replicas=2, dtype=F64, init=init, eval_size=0,
+                        theory_samples=1024, record_every=5)
+        assert traj.dist_sq.max() < 1e-20  # the Bayes-linear start is the optimum
+    mlp = MLP(3, 3, hidden=(4,), dtype=F64)
+    traj = simulate(problem, student="mlp", hidden=(4,), lr=0.05, steps=5, replicas=2, dtype=F64, init=mlp,
+                    eval_size=16, record_every=5)
+    with torch.no_grad():
+        expected = torch.log_softmax(mlp(problem.sample(16, seed=2_000_003).x), 1)
+    assert traj.ce[:, 0] == pytest.approx(np.full(2, -expected.gather(1, problem.sample(16, seed=2_000_003).y[:, None])
+                                                  .mean().item()), rel=1e-9)
+    finite = simulate(problem, stream=False, epochs=1, lr=0.05, replicas=2, eval_size=0, record_every=100)
+    assert finite.config["train_size"] == 1000 and finite.steps[-1] == 1000

@@ -33,6 +33,7 @@ STUDENTS = ("linear", "mlp")
 SAMPLING = ("reshuffle", "replacement")
 _EVAL_ELEMENTS = 2**24  # activations per evaluation chunk
 _STEP_CACHE_BYTES = 12 * 2**20  # CPU: parameters and momentum of one group of MLP replicas stepped together
+DEFAULT_TRAIN_SIZE = 1000  # finite sum without an explicit train_size
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -111,13 +112,14 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     Algorithm: ``optimizer="sgd"`` (heavy ball when ``momentum > 0``, as ``torch.optim.SGD``) or ``"adam"``;
     ``schedule="constant"`` or ``"decreasing"`` (Gower et al. 2019, Thm 3.2, from the local constants; linear
     students); minibatch ``batch_size``. ``stream=True`` draws fresh examples each step; ``stream=False`` draws a
-    training set of ``train_size`` once and runs ``epochs`` epochs (``steps`` is then derived), each replica
-    reshuffling per epoch (``sampling="reshuffle"``) or drawing batches independently (``"replacement"``).
+    training set of ``train_size`` (default 1000) once and runs ``epochs`` epochs (``steps`` is then derived), each
+    replica reshuffling per epoch (``sampling="reshuffle"``) or drawing batches independently (``"replacement"``).
     Finite-sum targets are drawn once per training example (a teacher is a fixed function) and shared by the
     replicas; ``redraw=True`` draws them afresh at every visit.
 
     Start: ``init="optimum"`` (linear students: the configuration's optimum), ``"random"`` (seeded) or
-    parameters ``(weight (K, d), bias (K,))`` (linear) / ``[(weight (out, in), bias (out,)), ...]`` (MLP).
+    parameters ``(weight (K, d), bias (K,))`` (linear) / ``[(weight (out, in), bias (out,)), ...]`` (MLP), or a
+    ``LinearSoftmax``/``MLP`` module or state dict to copy them from.
 
     Records every ``record_every`` steps (and the last): see ``Trajectory``. Distances are to the optimum of the
     objective being run: the Bayes-linear parameters (streaming, realizable, unbiased targets) or the float64
@@ -174,13 +176,17 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         if isinstance(steps, bool) or int(steps) != steps or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps}")
     else:
-        if train_size is None or train_size < batch_size:
-            raise ValueError(f"stream=False needs train_size >= batch_size, got {train_size}")
+        if train_size is None:
+            train_size = DEFAULT_TRAIN_SIZE
+            log.info("stream=False without train_size: using %d training examples", train_size)
+        if isinstance(train_size, bool) or int(train_size) != train_size or train_size < batch_size:
+            raise ValueError(f"train_size must be an integer >= batch_size ({batch_size}), got {train_size}")
         if epochs is not None:
             steps = int(epochs) * (int(train_size) // batch_size)
         if steps is None or steps < 1:
             raise ValueError("stream=False needs epochs (or steps)")
 
+    init = _normalise_init(init)
     dev = resolve_device(device)
     sampler = make_sampler(problem, dev, dtype)
     num_classes, dim = problem.num_classes, problem.dim
@@ -334,6 +340,20 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                         traj.pl_bound = theory.pl(lrs[c], float(traj.excess_risk[:, 0].mean()))
         out.append(traj)
     return out if many else out[0]
+
+
+def _normalise_init(init):
+    """Accept a module (``LinearSoftmax``/``MLP``) or a state dict with ``weight``/``bias`` as given parameters."""
+    if isinstance(init, torch.nn.Module):
+        linears = [m for m in init.modules() if isinstance(m, torch.nn.Linear)]
+        if linears:
+            return [(m.weight.detach(), m.bias.detach()) for m in linears]
+        init = init.state_dict()
+    if isinstance(init, dict):
+        if set(init) != {"weight", "bias"}:
+            raise ValueError(f"init as a state dict must hold 'weight' and 'bias', got {sorted(init)}")
+        return init["weight"].detach(), init["bias"].detach()
+    return init
 
 
 def _noise_groups(noises: list[SupervisionModel], replicas: int) -> list[tuple[SupervisionModel, slice]]:
