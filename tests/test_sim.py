@@ -168,8 +168,12 @@ def test_finite_sum_replacement_prediction():
     problem = LogisticTeacher.random(3, 3, scale=1.0, seed=1)
     traj = simulate(problem, noise=OneHot(), lr=0.02, stream=False, train_size=400, steps=4000, replicas=512,
                     sampling="replacement", dtype=F64, record_every=200, eval_size=0)
-    assert traj.predicted_stationary is not None
+    assert traj.predicted_stationary is not None and traj.bound is not None
     assert abs(traj.plateau(0.5) / traj.predicted_stationary - 1) < 0.15
+    # reshuffled epochs are not independent draws: no iid prediction, curve or bound is attached
+    shuffled = simulate(problem, noise=OneHot(), lr=0.02, stream=False, train_size=400, epochs=1, replicas=4,
+                        dtype=F64, record_every=200, eval_size=0)
+    assert shuffled.predicted_stationary is None and shuffled.predicted_curve is None and shuffled.bound is None
 
 
 def test_biased_teacher_moves_the_optimum():

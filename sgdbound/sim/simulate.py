@@ -332,7 +332,10 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
             traj = replace(traj, constants=theory.constants(), optimum=(theory.weight, theory.bias))
             if optimizer == "sgd" and schedule == "constant":
                 traj.predicted_stationary = theory.predicted_stationary
-                if momentum == 0.0:
+                # T1/T3 and the linearised recursion assume independent sampling at every step: streaming, or a
+                # finite sum sampled with replacement (not reshuffled epochs, nor redrawn targets)
+                iid = stream or (sampling == "replacement" and not redraw)
+                if momentum == 0.0 and iid:
                     traj.bound = theory.bound(lrs[c], float(traj.dist_sq[:, 0].mean()))
                     traj.predicted_curve = theory.predicted_curve(traj.steps, lrs[c], init_cov[c])
                     if stream and not noises[c].biased and evaluate is not None:
