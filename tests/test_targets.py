@@ -130,3 +130,19 @@ def test_registry():
     assert get_target("mix", lam=0.2, teacher=Gaussian(0.1)) == Mix(0.2, Gaussian(0.1))
     with pytest.raises(ValueError, match="unknown target"):
         get_target("nope")
+
+
+def test_sample_rows_with_one_parameter_per_row():
+    """Several configurations drawn in one call (the simulator's path): each row block has its own model's moments."""
+    gen = torch.Generator().manual_seed(0)
+    bcp = torch.tensor([[0.6, 0.3, 0.1]], dtype=torch.float64).expand(40_000, 3)
+    for cls, values in ((Gaussian, (0.01, 0.2)), (Dirichlet, (0.5, 8.0))):
+        column = torch.tensor(values, dtype=torch.float64).repeat_interleave(20_000)[:, None]
+        draws = cls.sample_rows(column, bcp, gen)
+        for i, value in enumerate(values):
+            block = draws[i * 20_000:(i + 1) * 20_000]
+            cov = cls(value).covariance(bcp[:1])[0]
+            centred = block - bcp[0]
+            measured = centred.T @ centred / block.shape[0]
+            torch.testing.assert_close(block.mean(0), bcp[0], atol=5 * cov.diagonal().max().sqrt().item() / 141, rtol=0)
+            torch.testing.assert_close(measured, cov, atol=0.06 * cov.abs().max().item(), rtol=0)

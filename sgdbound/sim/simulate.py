@@ -238,7 +238,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         schedule_table = torch.tensor(table, dtype=dtype, device=dev)  # (steps, C)
 
     # -- the loop --------------------------------------------------------------------------------------------
-    groups = _noise_groups(noises, replicas)
+    draw_targets = _TargetPlan(noises, replicas, dev, dtype)
     if not stream:
         x_train = train.x.to(device=dev, dtype=dtype)
         y_train = train.y.to(dev)
@@ -281,7 +281,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     for t in range(int(steps)):
         if stream:
             x, y, bcp = sampler.draw((n_total, batch_size), gen)
-            targets = _targets(groups, bcp, y, gen, num_classes)
+            targets = draw_targets(bcp, y, gen)
         else:
             if sampling == "reshuffle":
                 within = t % per_epoch
@@ -292,7 +292,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                 idx = torch.randint(n_train, (n_total, batch_size), generator=gen, device=dev)
             x = x_train[idx]
             if redraw:
-                targets = _targets(groups, bcp_train[idx], y_train[idx], gen, num_classes)
+                targets = draw_targets(bcp_train[idx], y_train[idx], gen)
             else:
                 targets = t_train[config_of[:, None], idx]
         step_lr = lr_vec if schedule_table is None else schedule_table[t][config_of]
@@ -359,26 +359,43 @@ def _normalise_init(init):
     return init
 
 
-def _noise_groups(noises: list[SupervisionModel], replicas: int) -> list[tuple[SupervisionModel, slice]]:
-    """Runs of consecutive configurations sharing one supervision model, as replica slices."""
-    groups: list[tuple[SupervisionModel, slice]] = []
-    for c, item in enumerate(noises):
-        if groups and groups[-1][0] == item:
-            groups[-1] = (item, slice(groups[-1][1].start, (c + 1) * replicas))
-        else:
-            groups.append((item, slice(c * replicas, (c + 1) * replicas)))
-    return groups
+class _TargetPlan:
+    """Draws every replica's targets with as few sampler calls as possible.
 
+    Configurations sharing one supervision model are drawn together; configurations of one class that differ only
+    in its ``ROW_PARAMETER`` (several ν of ``Gaussian``, several α of ``Dirichlet``) are drawn in one call with a
+    per-row parameter. Others are drawn per model.
+    """
 
-def _targets(groups, bcp: torch.Tensor, y: torch.Tensor, gen: torch.Generator, num_classes: int) -> torch.Tensor:
-    if len(groups) == 1:
-        model = groups[0][0]
-        return model._sample(bcp.reshape(-1, num_classes), y.reshape(-1), gen).reshape(bcp.shape)
-    out = torch.empty_like(bcp)
-    for model, rows in groups:
-        part = bcp[rows]
-        out[rows] = model._sample(part.reshape(-1, num_classes), y[rows].reshape(-1), gen).reshape(part.shape)
-    return out
+    def __init__(self, noises: list[SupervisionModel], replicas: int, device: torch.device, dtype: torch.dtype):
+        self.single = noises[0] if all(item == noises[0] for item in noises) else None
+        keyed: dict = {}
+        for c, item in enumerate(noises):
+            key = type(item) if type(item).ROW_PARAMETER else item
+            keyed.setdefault(key, []).append(c)
+        self.parts = []
+        for key, configs in keyed.items():
+            rows = torch.cat([torch.arange(c * replicas, (c + 1) * replicas) for c in configs]).to(device)
+            values = None
+            if isinstance(key, type):
+                values = torch.tensor([getattr(noises[c], key.ROW_PARAMETER) for c in configs], dtype=dtype,
+                                      device=device).repeat_interleave(replicas)
+            self.parts.append((key, rows, values))
+
+    def __call__(self, bcp: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """``bcp`` ``(N, b, K)`` and labels ``y`` ``(N, b)`` → targets ``(N, b, K)``."""
+        k = bcp.shape[-1]
+        if self.single is not None:
+            return self.single._sample(bcp.reshape(-1, k), y.reshape(-1), gen).reshape(bcp.shape)
+        out = torch.empty_like(bcp)
+        for key, rows, values in self.parts:
+            part = bcp[rows]
+            if values is None:
+                drawn = key._sample(part.reshape(-1, k), y[rows].reshape(-1), gen)
+            else:
+                drawn = key.sample_rows(values.repeat_interleave(part.shape[1])[:, None], part.reshape(-1, k), gen)
+            out[rows] = drawn.reshape(part.shape)
+        return out
 
 
 def _linear_theories(problem, noises, lrs, stream, train, targets_fixed, redraw, sampling, batch_size, momentum,

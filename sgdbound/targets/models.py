@@ -71,6 +71,9 @@ class SupervisionModel(ABC):
     """
 
     biased: bool = False
+    ROW_PARAMETER: str | None = None
+    """Models whose configurations differ only in this one parameter can be drawn together by
+    ``sample_rows(values (n, 1), bcp, generator)`` (the simulator's many-configuration runs)."""
 
     @abstractmethod
     def mean(self, bcp: torch.Tensor) -> torch.Tensor:
@@ -146,10 +149,17 @@ class Dirichlet(SupervisionModel):
         self.check(bcp)
         return _outer_cov(bcp) / (1 + self.alpha)
 
+    ROW_PARAMETER = "alpha"
+
     def _sample(self, bcp, y, generator):
-        # Entries with P_k = 0 stay exactly 0 (a degenerate Dirichlet component).
+        return self.sample_rows(self.alpha, bcp, generator)
+
+    @staticmethod
+    def sample_rows(alpha, bcp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws for ``alpha`` a number or a ``(n, 1)`` tensor (one concentration per row), so several
+        configurations sample together. Entries with ``P_k = 0`` stay exactly 0 (a degenerate component)."""
         positive = bcp > 0
-        shape = torch.where(positive, self.alpha * bcp, torch.ones_like(bcp))
+        shape = torch.where(positive, alpha * bcp, torch.ones_like(bcp))
         logs = sample_gamma_log(shape, generator)
         logs = torch.where(positive, logs, torch.full_like(logs, -math.inf))
         return torch.softmax(logs, dim=1)
@@ -174,9 +184,17 @@ class Gaussian(SupervisionModel):
         eye = torch.eye(bcp.shape[1], dtype=bcp.dtype, device=bcp.device)
         return self.nu * eye.expand(bcp.shape[0], -1, -1).clone()
 
+    ROW_PARAMETER = "nu"
+
     def _sample(self, bcp, y, generator):
+        return self.sample_rows(self.nu, bcp, generator)
+
+    @staticmethod
+    def sample_rows(nu, bcp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws for ``nu`` a number or a ``(n, 1)`` tensor (one variance per row)."""
         noise = torch.randn(bcp.shape, generator=generator, dtype=bcp.dtype, device=bcp.device)
-        return bcp + math.sqrt(self.nu) * noise
+        scale = math.sqrt(nu) if isinstance(nu, (int, float)) else nu.sqrt()
+        return bcp + scale * noise
 
 
 @dataclass(frozen=True)
