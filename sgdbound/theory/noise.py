@@ -53,6 +53,11 @@ def empirical_noise(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, ch
     """
     logits = check_model_inputs(model, x)
     check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
+    return _mean_sq_gradient(model, x, targets, chunk_size)
+
+
+def _mean_sq_gradient(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk_size: int | None) -> float:
+    """``(1/n) Σ_i r_iᵀ M_i r_i`` with ``r = (Σ t) q − t``: the mean squared per-sample gradient norm."""
     logits, ntk = logit_ntk(model, x, chunk_size)
     r = loss_residual(torch.softmax(logits, 1), targets.to(logits.dtype))
     return torch.einsum("nk,nkl,nl->n", r, ntk, r).mean().item()
@@ -135,9 +140,7 @@ def interpolation_gap(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chun
     ``bcp`` may be any rows on the simplex (one-hot labels give the one-hot gap).
     """
     _model_and_bcp(model, x, bcp)
-    logits, ntk = logit_ntk(model, x, chunk_size)
-    r = loss_residual(torch.softmax(logits, 1), bcp.to(logits.dtype))
-    return torch.einsum("nk,nkl,nl->n", r, ntk, r).mean().item()
+    return _mean_sq_gradient(model, x, bcp, chunk_size)
 
 
 @dataclass(frozen=True)
