@@ -187,3 +187,71 @@ def test_config_identity_is_stable_and_runtime_free(root):
     small = DistillConfig(dataset="mixture", teacher_net="mlp", student="mlp")
     # fields added for CIFAR leave the run ids of earlier results (e.g. runs/small_study) unchanged
     assert not {"teacher_seed", "milestones", "teacher_checkpoint", "device", "data_root"} & set(small.identity())
+
+
+# ------------------------------------------------------------------ the fast path's code, exercised on the CPU
+
+
+def test_precision_settings_mean_what_they_say():
+    from sgdbound.cifar.precision import Precision
+
+    assert Precision.of("auto", "cpu").bf16 is False and Precision.of("auto", "cuda").bf16 is True
+    assert Precision.of("bf16", "cpu").bf16 and not Precision.of("fp32", "cuda").bf16
+    fast = Precision.of("bf16", "cpu")
+    x = fast.images(torch.randn(2, 3, 8, 8))
+    assert x.dtype == torch.bfloat16 and x.is_contiguous(memory_format=torch.channels_last)
+    conv = fast.prepare(torch.nn.Conv2d(3, 4, 3))
+    assert conv.weight.dtype == torch.float32 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with fast.autocast():
+        assert conv(x).dtype == torch.bfloat16
+    with Precision.of("fp32", "cpu").autocast():
+        assert conv(x.float()).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision"):
+        Precision.of("fp16", "cpu")
+
+
+def test_bad_precision_and_compile_settings_are_refused(root):
+    with pytest.raises(ValueError, match="precision must be one of auto, bf16, fp32"):
+        tiny(root, precision="fp16")
+    with pytest.raises(ValueError, match="compile must be True, False or a torch.compile mode"):
+        tiny(root, compile="fastest")
+    with pytest.raises(ValueError, match="apply to the image datasets"):
+        DistillConfig(dataset="mixture", teacher_net="mlp", student="mlp", precision="bf16")
+    assert tiny(root, precision="bf16", compile="reduce-overhead").run_id == tiny(root).run_id  # runtime only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["deterministic", "laplace", "vi"])
+def test_bf16_channels_last_path_runs_on_the_cpu_and_agrees_with_fp32(root, checkpoints, tmp_path, kind):
+    """The CUDA fast path's code (bf16 autocast for teacher and student, channels_last, bf16 batches) on the CPU:
+    the same run in fp32 and bf16 gives the same first-epoch loss to bf16's precision (a learning rate of 1e-7
+    keeps the student where it starts, so the loss compares the forward passes, not Adam's sign-like steps)."""
+    runs = {p: distill(tiny(root, teacher=kind, teacher_checkpoint=checkpoints[kind], student="wrn_16_1",
+                            student_options={}, epochs=1, lr=1e-7, precision=p), tmp_path / p)
+            for p in ("fp32", "bf16")}
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    # the untrained VI net's logits are ~3x larger (std 4: bayesian-torch's initial means), so bf16's rounding
+    # through 16 layers moves its probabilities more: 2.5% on the loss measured, 5% allowed; its test NLL (~17,
+    # true classes at ~1e-8) is all rounding and is not compared
+    rel = 5e-2 if kind == "vi" else 2e-2
+    assert torch.isfinite(torch.tensor(bf16.train_loss)).all() and 0 <= bf16.final_acc <= 1
+    assert bf16.train_loss[0] == pytest.approx(fp32.train_loss[0], rel=rel)
+    assert bf16.train_loss[0] != fp32.train_loss[0]  # it did run in another precision
+    if kind != "vi":
+        assert bf16.teacher["nll"] == pytest.approx(fp32.teacher["nll"], rel=rel)
+    assert len(bf16.epoch_seconds) == 1 and bf16.epoch_seconds[0] > 0
+
+
+@pytest.mark.slow
+def test_compiled_student_matches_eager(root, checkpoints, tmp_path):
+    """``compile=True`` (inductor, on the CPU here) trains the same student as the eager run."""
+    config = tiny(root, teacher_checkpoint=checkpoints["deterministic"], epochs=2)
+    from torch._dynamo.utils import counters
+
+    eager = distill(config, tmp_path / "eager")
+    counters.clear()
+    compiled = distill(dataclasses.replace(config, compile=True), tmp_path / "compiled")
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo did capture the student
+    assert compiled.run_id == eager.run_id
+    assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-4)
+    assert compiled.test_acc == pytest.approx(eager.test_acc, abs=0.011)  # one image of 100 may flip

@@ -11,7 +11,10 @@ datasets is only what the scale needs:
   ``config.teacher_checkpoint``, checked up front) and evaluated on each augmented batch under ``no_grad``, as the
   official script does; a trained teacher network is cached under ``<out>/teachers/`` and shared by every run
   with the same teacher settings (``teacher_seed`` lets the five student seeds share one teacher);
-* CUDA only: bf16 autocast, channels_last, bf16 batches, optional ``torch.compile`` (``config.compile``);
+* speed (``config.precision``, :class:`sgdbound.cifar.precision.Precision`): on CUDA by default, bf16 autocast,
+  channels_last, bf16 device-resident batches, teacher under ``no_grad`` in bf16 (``precision="bf16"`` runs the same
+  code on the CPU); optional ``torch.compile`` of the student (``config.compile``: True or a mode,
+  ``reduce-overhead`` capturing CUDA graphs); ``history["epoch_seconds"]`` times each epoch's training;
 * several processes (``torchrun``): when ``WORLD_SIZE > 1`` the run joins a process group (gloo on the CPU, nccl
   on CUDA), every rank draws the same global batch from the same seeded loader and keeps its contiguous
   ``1/W`` share, the loss is rescaled so that DDP's gradient average is the gradient of the global batch's mean
@@ -21,7 +24,6 @@ datasets is only what the scale needs:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -30,7 +32,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from torch import nn
 
 from sgdbound.cifar.data import CifarSplit, DeviceLoader, check_data_root, fewshot_indices, load_cifar100, normalize
 from sgdbound.cifar.models import MODELS
+from sgdbound.cifar.precision import Precision
 from sgdbound.cifar.teachers import (
     CIFAR_TEACHERS,
     STUDENT_EXTRA_NETS,
@@ -155,19 +157,20 @@ class DistContext:
             dist.destroy_process_group()
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def _loader(split: CifarSplit, config, seed: int, fast: Precision) -> DeviceLoader:
+    return DeviceLoader(split, config.batch_size, device=fast.device, seed=seed, dtype=fast.batch_dtype,
+                        channels_last=fast.bf16)
 
 
-def _loader(split: CifarSplit, config, seed: int, device: torch.device) -> DeviceLoader:
-    cuda = device.type == "cuda"
-    return DeviceLoader(split, config.batch_size, device=device, seed=seed,
-                        dtype=torch.bfloat16 if cuda else torch.float32, channels_last=cuda)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def _prepare(net: nn.Module, device: torch.device) -> nn.Module:
-    net = net.to(device)
-    return net.to(memory_format=torch.channels_last) if device.type == "cuda" else net
+def _compiled(model: nn.Module, setting: bool | str) -> nn.Module:
+    if not setting:
+        return model
+    return torch.compile(model) if setting is True else torch.compile(model, mode=setting)
 
 
 def _shard(n: int, ctx: DistContext) -> slice:
@@ -202,8 +205,9 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
         net = build_net(config.teacher_net, NUM_CLASSES, **config.teacher_net_options)
         if kind == "vi":
             bayesianize(net, opts["prior_sigma"], opts["rho_init"])
-    net = _prepare(net, device)
-    loader = _loader(train, config, seed + 5000, device)
+    fast = Precision.of(config.precision, device)
+    net = fast.prepare(net)
+    loader = _loader(train, config, seed + 5000, fast)
     optim = OptimConfig("adam", config.teacher_lr, schedule="step" if config.milestones else "none",
                         milestones=config.milestones, batch_size=config.batch_size)
     opt, sched = make_optimizer(net.parameters(), optim, config.teacher_epochs)
@@ -217,7 +221,7 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
             net.train()
             factor = kl_weight(epoch, int(opts.get("ml_epochs", 0)), anneal) if kind == "vi" else 0.0
             for xb, yb in loader.epoch_iter(epoch):
-                with _autocast(device):
+                with fast.autocast():
                     logits = net(xb)
                 loss = F.cross_entropy(logits.float(), yb)
                 if factor > 0:
@@ -244,9 +248,8 @@ def ensure_teacher(config, out: str | Path) -> Path:
     return path
 
 
-def _normalized(split: CifarSplit, device: torch.device) -> torch.Tensor:
-    x = normalize(split.images.to(device), torch.bfloat16 if device.type == "cuda" else torch.float32)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def _normalized(split: CifarSplit, fast: Precision) -> torch.Tensor:
+    return fast.images(normalize(split.images.to(fast.device), fast.batch_dtype))
 
 
 def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: DistContext):
@@ -274,9 +277,11 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
                                                config.teacher_net_options)
             net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
     options = {k: v for k, v in config.teacher_options.items()}
-    teacher = CIFAR_TEACHERS[config.teacher](net, seed=config.seed_of_teacher + 7000, device=ctx.device, **options)
+    fast = Precision.of(config.precision, ctx.device)
+    teacher = CIFAR_TEACHERS[config.teacher](net, seed=config.seed_of_teacher + 7000, device=ctx.device,
+                                             precision=config.precision, **options)
     if config.teacher == "laplace":
-        teacher.fit_features(_normalized(train, ctx.device), train.labels.to(ctx.device))
+        teacher.fit_features(_normalized(train, fast), train.labels.to(ctx.device))
     return teacher
 
 
@@ -291,12 +296,13 @@ def _targets(teacher, x: torch.Tensor, config, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: DistContext, chunk: int = 1000) -> float:
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: DistContext, fast: Precision,
+              chunk: int = 1000) -> float:
     model.eval()
     part = _shard(x.shape[0], ctx)
     correct = 0.0
     for xb, yb in zip(x[part].split(chunk), y[part].split(chunk)):
-        with _autocast(ctx.device):
+        with fast.autocast():
             correct += float((model(xb).argmax(1) == yb).sum())
     correct, count = ctx.all_sum([correct, float(y[part].shape[0])])
     return correct / count
@@ -320,8 +326,6 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
                                  config.teacher_net_options)
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} asked for, but this torch build sees no CUDA device")
-    if config.compile and torch.device(config.device).type != "cuda":
-        warnings.warn("compile is used on CUDA only; running eagerly on the CPU", stacklevel=2)
     ctx = DistContext.setup(config.device)
     try:
         return _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, DistillResult,
@@ -334,7 +338,8 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
     device = ctx.device
     train = train_full if config.beta >= 1 else train_full.subset(
         fewshot_indices(train_full.labels, int(round(100 * config.beta))))
-    x_test, y_test = _normalized(test, device), test.labels.to(device)
+    fast = Precision.of(config.precision, device)
+    x_test, y_test = _normalized(test, fast), test.labels.to(device)
     ckpt = None
     if run_dir is not None and resume and (run_dir / "checkpoint.pt").exists():
         ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -355,7 +360,7 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 2000)
         student = build_net(config.student, NUM_CLASSES, **config.student_options)
-    student = _prepare(student, device)
+    student = fast.prepare(student)
     epochs = epochs_for(len(train), config.batch_size, config.epochs, config.min_steps)
     schedule = config.schedule if config.schedule != "none" or not config.milestones else "step"
     optim = OptimConfig(config.optimizer, config.lr, schedule=schedule, milestones=config.milestones,
@@ -375,8 +380,9 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
         if device.type == "cuda":
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = torch.compile(model) if config.compile and device.type == "cuda" else model
-    loader = _loader(train, config, config.seed + 3000, device)
+    forward = _compiled(model, config.compile)
+    loader = _loader(train, config, config.seed + 3000, fast)
+    history.setdefault("epoch_seconds", [])  # checkpoints written before epochs were timed lack it
     uniform = torch.full((1, NUM_CLASSES), 1.0 / NUM_CLASSES, device=device)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -385,6 +391,7 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
             model.train()
             total = torch.zeros((), dtype=torch.float64, device=device)
             count = 0
+            epoch_start = time.perf_counter()
             for step, (xb, yb) in enumerate(loader.epoch_iter(epoch)):
                 n_global = yb.shape[0]
                 if n_global < ctx.world:
@@ -395,7 +402,7 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
                     tb = _targets(teacher, xb, config, seed=config.seed * 7_919 + epoch * 100_003 + step)
                 else:
                     tb = uniform.expand(yb.shape[0], -1)
-                with _autocast(device):
+                with fast.autocast():
                     logits = forward(xb)
                 loss = distillation_loss(logits.float(), yb, teacher_probs=tb, lam=config.lam,
                                          t_teacher=config.t_teacher, t_student=config.t_student,
@@ -408,9 +415,11 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
                 count += yb.shape[0]
             if sched is not None:
                 sched.step()
+            _sync(device)
+            history["epoch_seconds"].append(time.perf_counter() - epoch_start)
             total_sum, count_sum = ctx.all_sum([float(total), float(count)])
             history["train_loss"].append(total_sum / max(count_sum, 1.0))
-            history["test_acc"].append(_accuracy(student, x_test, y_test, ctx))
+            history["test_acc"].append(_accuracy(student, x_test, y_test, ctx, fast))
             if run_dir is not None and ctx.rank == 0:
                 atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
                                    "scheduler": None if sched is None else sched.state_dict(),
@@ -425,7 +434,8 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
         run_id=config.run_id, config=config.to_dict(), train_size=len(train), epochs_run=epochs, test_acc=acc,
         train_loss=history["train_loss"], final_acc=acc[-1], best_acc=max(acc),
         convergence_noise=convergence_noise(acc, config.last) if len(acc) >= 2 else math.nan, last=config.last,
-        teacher=teacher_metrics, seconds=time.perf_counter() - started, provenance=provenance(config.seed))
+        teacher=teacher_metrics, seconds=time.perf_counter() - started, provenance=provenance(config.seed),
+        epoch_seconds=history["epoch_seconds"])
     if run_dir is not None and ctx.rank == 0:
         write_json(run_dir / "result.json", dataclasses.asdict(result))
     ctx.barrier()

@@ -15,7 +15,8 @@ not used; :data:`CIFAR_TEACHERS` is the registry:
   computes ``features(x)`` once and draws all ``S`` logit samples from the linearised Gaussian in one op
   (or uses the closed-form probit predictive).
 
-On CUDA the teacher's forward runs under bf16 autocast; logits come back float32.
+On CUDA (or with ``precision="bf16"``) the teacher's forward runs under bf16 autocast on channels_last weights;
+logits come back float32.
 
 A teacher checkpoint (:func:`save_teacher_checkpoint`) records the architecture, the class count and the kind
 it was trained as; :func:`check_teacher_checkpoint` refuses one that does not fit the run, listing what was
@@ -25,7 +26,6 @@ into the expected architecture with ``strict=True``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from sgdbound.cifar.models import MODELS, build_model
+from sgdbound.cifar.precision import Precision
 from sgdbound.io import atomic_torch_save
 from sgdbound.kd.bayes_teachers import LaplaceTeacher
 from sgdbound.kd.teacher_base import Teacher
@@ -93,17 +94,17 @@ def base_kind(kind: str) -> str:
     return "vi" if kind == "vi" else "deterministic"
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-
 class CifarTeacher(Teacher):
-    """Base class: a trained ``net`` on ``device``; ``options`` as the subclass documents."""
+    """Base class: a trained ``net`` on ``device``, run in ``precision`` (see
+    :class:`sgdbound.cifar.precision.Precision`: ``auto`` is bf16 autocast on CUDA); ``options`` as the subclass
+    documents."""
 
-    def __init__(self, net: nn.Module, *, seed: int = 0, device: torch.device | str = "cpu", **options):
+    def __init__(self, net: nn.Module, *, seed: int = 0, device: torch.device | str = "cpu",
+                 precision: str = "auto", **options):
         super().__init__(lambda: net, epochs=0, seed=seed, **options)
         self.device = torch.device(device)
-        self.net = net.to(self.device).eval()
+        self.fast = Precision.of(precision, self.device)
+        self.net = self.fast.prepare(net).eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.fitted = True
@@ -112,7 +113,7 @@ class CifarTeacher(Teacher):
         raise ValueError(f"the CIFAR {self.kind!r} teacher is built from a trained network, not fitted here")
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with _autocast(self.device):
+        with self.fast.autocast():
             return self.net(x).float()
 
 
@@ -156,7 +157,7 @@ class LaplaceCifarTeacher(CifarTeacher):
 
     def features(self, x: torch.Tensor, chunk: int = 1000) -> torch.Tensor:
         """``net.features(x)`` ``(n, h)`` float32, in eval mode, without gradients."""
-        with torch.no_grad(), _autocast(self.device):
+        with torch.no_grad(), self.fast.autocast():
             return torch.cat([self.net.features(part).float() for part in x.split(chunk)])
 
     def fit_features(self, x: torch.Tensor, y: torch.Tensor) -> LaplaceCifarTeacher:

@@ -49,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
     d.add_argument("--threads", type=int, help="torch intra-op threads")
     d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
-    d.add_argument("--compile", action="store_true", default=None, help="torch.compile the student (CUDA only)")
+    d.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
+                   help="torch.compile the student; MODE: default, reduce-overhead (CUDA graphs), max-autotune, "
+                        "max-autotune-no-cudagraphs")
+    d.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="CIFAR-100: auto (bf16 + channels_last on CUDA, fp32 on the CPU), or bf16/fp32 anywhere")
     d.add_argument("--backend", choices=["local", "process", "ray"], default="local",
                    help="where runs execute: this process, a process pool, or a Ray cluster")
     d.add_argument("--workers", type=int, default=2, help="--backend process: number of processes")
@@ -129,7 +133,9 @@ def distill_command(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.compile:
-        settings["compile"] = True
+        settings["compile"] = args.compile
+    if args.precision:
+        settings["precision"] = args.precision
     out = args.out or Path(settings.pop("out", "runs/distill"))
     settings.pop("out", None)
     teachers = []

@@ -45,8 +45,10 @@ class DistillConfig:
     which a ``step`` schedule multiplies the learning rate by 0.1; ``teacher_seed``: the teacher's seed (None: the
     run's ``seed``; one value lets several student seeds share a teacher). CIFAR-100 only
     (``sgdbound.cifar.kd``): ``data_root`` (the folder holding ``cifar-100-python/``), ``teacher_checkpoint`` (a
-    trained teacher network, checked before training), ``device`` and ``compile`` (CUDA only). ``data_root``,
-    ``device`` and ``compile`` do not enter ``run_id``."""
+    trained teacher network, checked before training), ``device``, ``precision`` (``auto``: bf16 autocast,
+    channels_last and bf16 batches on CUDA, float32 on the CPU; ``bf16`` or ``fp32`` to choose on any device) and
+    ``compile`` (False, True, or a ``torch.compile`` mode: ``reduce-overhead`` captures CUDA graphs).
+    ``data_root``, ``device``, ``precision`` and ``compile`` do not enter ``run_id``."""
 
     dataset: str = "mnist1d"
     teacher: str = "deterministic"
@@ -79,7 +81,8 @@ class DistillConfig:
     data_root: str | None = None
     teacher_checkpoint: str | None = None
     device: str = "cpu"
-    compile: bool = False
+    compile: bool | str = False
+    precision: str = "auto"
 
     def __post_init__(self):
         if self.dataset in IMAGE_DATASETS:
@@ -106,6 +109,14 @@ class DistillConfig:
         if self.teacher_epochs < 0 or self.min_steps < 0 or self.teacher_min_steps < 0:
             raise ValueError("teacher_epochs, min_steps and teacher_min_steps must be >= 0")
         OptimConfig(self.optimizer, self.lr, schedule=self.schedule, batch_size=self.batch_size)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
+                             f"got {self.compile!r}")
+        if self.dataset not in IMAGE_DATASETS and (self.compile or self.precision != "auto"):
+            raise ValueError(f"compile and precision apply to the image datasets ({', '.join(IMAGE_DATASETS)}) only; "
+                             f"dataset {self.dataset!r} trains in float32, eagerly")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -143,7 +154,10 @@ class DistillConfig:
 
 
 #: Fields that say where the data lies or what runs the config, not what the result is (left out of ``run_id``).
-RUNTIME_FIELDS = ("data_root", "device", "compile")
+RUNTIME_FIELDS = ("data_root", "device", "compile", "precision")
+#: ``precision`` values (CIFAR-100 runs) and ``compile`` modes besides False/True (``torch.compile``'s ``mode``).
+PRECISIONS = ("auto", "bf16", "fp32")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Fields added after results were first written, with their defaults (left out of ``run_id`` at the default).
 _LATER_FIELDS = {"milestones": (), "teacher_seed": None, "teacher_checkpoint": None}
 #: Image datasets with their own training path (``sgdbound.cifar.kd``): augmentation, zoo nets, GPU options.
@@ -154,7 +168,8 @@ IMAGE_DATASETS = ("cifar100",)
 class DistillResult:
     """A finished run. Accuracies are fractions; ``test_acc`` ``(epochs,)`` per epoch; ``convergence_noise`` is
     the std of the last ``last`` entries of ``test_acc``; ``teacher`` holds the teacher's test metrics with
-    ``samples`` samples at temperature 1 (None when λ = 0 and no teacher was used)."""
+    ``samples`` samples at temperature 1 (None when λ = 0 and no teacher was used); ``epoch_seconds``: wall time of
+    each epoch's training (CIFAR-100 runs; empty where not timed)."""
 
     run_id: str
     config: dict
@@ -169,11 +184,12 @@ class DistillResult:
     teacher: dict | None
     seconds: float
     provenance: dict
+    epoch_seconds: list = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | Path) -> DistillResult:
-        payload = read_json(path)
-        return cls(**{f.name: payload[f.name] for f in dataclasses.fields(cls)})
+        payload = read_json(path)  # results written before a field with a default existed lack it
+        return cls(**{f.name: payload[f.name] for f in dataclasses.fields(cls) if f.name in payload})
 
 
 def epochs_for(n: int, batch_size: int, epochs: int, min_steps: int) -> int:
