@@ -9,10 +9,17 @@ gather), bf16 autocast for the student, channels_last, the teacher cast to bf16 
 fused Adam on CUDA, optionally ``torch.compile`` of both nets. Same loss for both: the official
 ``(1 − λ) CE + λ T_t T_s KL`` with the deterministic preset (λ = 0.5, T_t = 4, T_s = 1).
 
+Pipeline: the same pair trained by ``sgdbound.kd.distill`` itself (``sgdbound.cifar.kd``, the code a preset run
+uses: per-batch teacher targets through the ``Teacher`` interface, the run's loss, per-epoch bookkeeping), with
+``precision="auto"`` (the fast path on CUDA) and the teacher read from a checkpoint; its images per second are
+the training set size over the wall time of the last timed epoch (``DistillResult.epoch_seconds``; the first
+epoch, with cudnn autotuning and compilation, is not counted). ``--pipeline-teachers vi laplace`` adds those
+teacher kinds (VI with S = 1, Laplace with its probit predictive, as the presets).
+
 Data: synthetic files in the official python-pickle format written by ``write_fake_cifar100`` to a temporary
 folder, read back with ``load_cifar100`` (random pixels: throughput does not depend on them).
 
-    python benchmarks/bench_gpu.py [--device cuda] [--compile] [--json out.json]
+    python benchmarks/bench_gpu.py [--device cuda] [--compile [MODE]] [--json out.json]
     python benchmarks/bench_gpu.py --smoke        # tiny sizes, runs on the CPU in seconds
 """
 
@@ -115,7 +122,8 @@ def fast(split, args, device: torch.device, compile_: bool) -> dict:
                           channels_last=True)
     student_fwd, teacher_fwd = student, teacher
     if compile_:
-        student_fwd, teacher_fwd = torch.compile(student), torch.compile(teacher)
+        mode = None if compile_ is True else compile_
+        student_fwd, teacher_fwd = torch.compile(student, mode=mode), torch.compile(teacher, mode=mode)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 
     def step(x, y):
@@ -142,6 +150,30 @@ def fast(split, args, device: torch.device, compile_: bool) -> dict:
             "first_step_seconds": first, "loader_only_images_per_s": args.steps * args.batch_size / loader_seconds}
 
 
+def pipeline(root: str, args, device: torch.device, kind: str, compile_) -> dict:
+    """``sgdbound.kd.distill`` on the CIFAR-format folder ``root``: ``args.pipeline_epochs`` epochs, the last timed."""
+    from sgdbound.cifar.teachers import bayesianize, save_teacher_checkpoint
+    from sgdbound.kd.distill import DistillConfig, distill
+
+    torch.manual_seed(0)
+    net = build_model(args.teacher)
+    if kind == "vi":
+        bayesianize(net)
+    checkpoint = f"{root}/teacher-{kind}.pt"
+    save_teacher_checkpoint(checkpoint, net, arch=args.teacher, num_classes=100, kind=kind)
+    settings = {"vi": dict(lam=0.7, t_teacher=4.0, t_student=1.0, samples=1),
+                "laplace": dict(lam=1.0, t_teacher=2.0, t_student=2.0, samples=1)}.get(
+        kind, dict(lam=KD.lam, t_teacher=KD.t_teacher, t_student=KD.t_student, samples=1))
+    config = DistillConfig(dataset="cifar100", data_root=root, teacher=kind, teacher_net=args.teacher,
+                           student=args.student, batch_size=args.batch_size, epochs=args.pipeline_epochs,
+                           teacher_checkpoint=checkpoint, device=str(device), compile=compile_ or False, **settings)
+    started = time.perf_counter()
+    result = distill(config)  # no output folder: nothing written, nothing resumed
+    seconds = result.epoch_seconds[-1]
+    return {"teacher_kind": kind, "images_per_s": args.n_train / seconds, "epoch_seconds": result.epoch_seconds,
+            "run_seconds": time.perf_counter() - started, "compile": compile_ or False}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -153,7 +185,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 60)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 10)")
     parser.add_argument("--workers", type=int, default=None, help="baseline DataLoader workers (official: 8)")
-    parser.add_argument("--compile", action="store_true", help="also time the fast path under torch.compile")
+    parser.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                        help="also time the fast path under torch.compile (MODE, e.g. reduce-overhead: CUDA graphs)")
+    parser.add_argument("--pipeline-teachers", nargs="*", default=["deterministic"],
+                        help="teacher kinds to time through sgdbound.kd.distill (none: skip the pipeline)")
+    parser.add_argument("--pipeline-epochs", type=int, default=2, help="epochs per pipeline run; the last is timed")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (smoke default: 1)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -183,14 +219,21 @@ def main(argv: list[str] | None = None) -> dict:
         results["fast"] = fast(split, args, device, compile_=False)
         results["speedup"] = results["fast"]["images_per_s"] / results["baseline"]["images_per_s"]
         if args.compile:
-            results["fast_compiled"] = fast(split, args, device, compile_=True)
+            results["fast_compiled"] = fast(split, args, device, compile_=args.compile)
             results["speedup_compiled"] = (results["fast_compiled"]["images_per_s"]
                                            / results["baseline"]["images_per_s"])
+        for kind in args.pipeline_teachers:
+            run = pipeline(tmp, args, device, kind, args.compile)
+            run["speedup"] = run["images_per_s"] / results["baseline"]["images_per_s"]
+            results.setdefault("pipeline", []).append(run)
     b, f = results["baseline"]["images_per_s"], results["fast"]["images_per_s"]
     line = f"{args.teacher}->{args.student} on {results['device']}: baseline {b:,.0f} img/s, fast {f:,.0f} img/s"
     line += f" ({results['speedup']:.2f}x)"
     if args.compile:
         line += f", compiled {results['fast_compiled']['images_per_s']:,.0f} img/s ({results['speedup_compiled']:.2f}x)"
+    for run in results.get("pipeline", []):
+        line += (f"; pipeline ({run['teacher_kind']} teacher{', compiled' if run['compile'] else ''}) "
+                 f"{run['images_per_s']:,.0f} img/s ({run['speedup']:.2f}x)")
     print(line)
     print(json.dumps(results, indent=2))
     if args.json:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepared GPU check for issue 5 (one GPU, under 8 minutes): simulator throughput with 4096 replicas, then
 # CIFAR-format student-training throughput (ResNet-50 teacher -> ResNet-18 student) of the official loop against
-# the fast path, eager and under torch.compile, then a short real-shape distillation run through the CLI
+# the fast path and against sgdbound's own training run (the pipeline: deterministic, VI and Laplace teachers),
+# eager and under torch.compile, then a short real-shape distillation run through the CLI
 # (`sgdbound distill --preset kd-resnet50-resnet18-{deterministic,laplace,vi}` on fake CIFAR-format data: 1 teacher
 # epoch, 2 student epochs). Every number ends up in one file, $OUT/gpu_check.json (the pieces stay beside it:
 # sim.json, cifar.json, cifar_compiled.json, distill.json, and a log per step).
@@ -9,7 +10,7 @@
 #   OUT=/some/dir bash benchmarks/gpu_check.sh        # OUT defaults to results/gpu_check
 #   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU (no simulator step)
 #
-# Each step has its own time limit and a failed or timed-out step is recorded, not fatal. Limits add up to 10 min;
+# Each step has its own time limit and a failed or timed-out step is recorded, not fatal. Limits add up to <10 min;
 # expected on one H200: well under 8 (each distillation step is process start-up plus seconds of GPU work).
 set -u
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
 START=$(date +%s)
 DEVICE="${DEVICE:-cuda}"
 EXTRA=()
-if [ -n "${SMOKE:-}" ]; then EXTRA=(--smoke); fi
+if [ -n "${SMOKE:-}" ]; then EXTRA=(--smoke --teacher wrn_16_2 --student wrn_16_1); fi
 
 step() {  # step NAME LIMIT_SECONDS command...
   local name=$1 limit=$2; shift 2
@@ -36,13 +37,14 @@ step() {  # step NAME LIMIT_SECONDS command...
 : >"$OUT/steps.txt"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/gpu.txt" 2>&1 || true
 if [ -z "${SMOKE:-}" ]; then
-  step sim 150 "$PY" benchmarks/bench_sim.py --device "$DEVICE" --json "$OUT/sim.json"
+  step sim 120 "$PY" benchmarks/bench_sim.py --device "$DEVICE" --json "$OUT/sim.json"
   STEPS=(--steps 100 --warmup 10)
 else
   STEPS=()
 fi
-step cifar 120 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --json "$OUT/cifar.json"
-step cifar_compiled 170 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
+step cifar 150 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" \
+  --pipeline-teachers deterministic vi laplace --json "$OUT/cifar.json"
+step cifar_compiled 180 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
   --json "$OUT/cifar_compiled.json"
 
 # short real-shape distillation through the CLI: the paper's pair on 5,000 fake training images (SMOKE: tiny nets)
@@ -54,7 +56,7 @@ fi
 "$PY" -c "from sgdbound.cifar import write_fake_cifar100 as w; w('$OUT/fake_cifar', $N_TRAIN, $N_TEST)"
 rm -rf "$OUT/distill"
 for KIND in deterministic laplace vi; do
-  step "distill_$KIND" 50 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
+  step "distill_$KIND" 45 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
     --data-root "$OUT/fake_cifar" --device "$DEVICE" --epochs 2 --teacher-epochs 1 "${NETS[@]}" --out "$OUT/distill"
 done
 "$PY" - "$OUT" <<'PY'
@@ -94,6 +96,9 @@ for key in ("cifar", "cifar_compiled"):
         best = r.get("fast_compiled", r["fast"])["images_per_s"]
         print(f"{key}: baseline {r['baseline']['images_per_s']:.0f} img/s, fast {r['fast']['images_per_s']:.0f}, "
               f"best {best:.0f} img/s ({best / r['baseline']['images_per_s']:.2f}x)")
+        for run in r.get("pipeline", []):
+            print(f"{key}: pipeline, {run['teacher_kind']} teacher: {run['images_per_s']:.0f} img/s "
+                  f"({run['speedup']:.2f}x)")
 for r in summary["sim"] if isinstance(summary["sim"], list) else []:
     print(f"{r['name']}: ratio {r['ratio']:.1f}x (goal {r['goal']}x)")
 for r in summary["distill"] if isinstance(summary["distill"], list) else []:
