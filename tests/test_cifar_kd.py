@@ -75,6 +75,16 @@ def test_resume_after_kill(root, checkpoints, tmp_path):
     assert resumed.teacher == straight.teacher
 
 
+def test_sparse_checkpoints_resume_exactly(root, checkpoints, tmp_path):
+    config = tiny(root, epochs=3, teacher_checkpoint=checkpoints["deterministic"], checkpoint_every=2)
+    assert distill(config, tmp_path / "a", stop_after=1) is None
+    assert not (tmp_path / "a" / config.run_id / "checkpoint.pt").exists()  # none due after epoch 1
+    assert distill(config, tmp_path / "a", stop_after=2) is None
+    assert torch.load(tmp_path / "a" / config.run_id / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    resumed, straight = distill(config, tmp_path / "a", resume=True), distill(config, tmp_path / "b")
+    assert resumed.test_acc == straight.test_acc and resumed.train_loss == straight.train_loss
+
+
 def test_zoo_student_and_few_shot(root, tmp_path):
     result = distill(tiny(root, student="wrn_16_1", student_options={}, lam=0.0, epochs=1, beta=0.5), tmp_path)
     # official few-shot rule on 1 image per class: k = max(1, int(500 * 0.5 + 0.5)) caps at the one available

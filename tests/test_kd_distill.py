@@ -39,6 +39,20 @@ def test_resume_after_kill_gives_same_result(tmp_path, extra):
     assert resumed.epochs_run == 5 and len(resumed.test_acc) == 5
 
 
+def test_sparse_checkpoints_lose_only_the_epochs_since_the_last_one(tmp_path):
+    import torch
+
+    config = DistillConfig(**TINY, teacher="deterministic", checkpoint_every=2)
+    assert config.run_id == DistillConfig(**TINY, teacher="deterministic").run_id  # runtime only
+    whole = distill(config, tmp_path / "whole")
+    assert distill(config, tmp_path / "killed", stop_after=3) is None
+    checkpoint = torch.load(tmp_path / "killed" / config.run_id / "checkpoint.pt", weights_only=False)
+    assert checkpoint["epoch"] == 2  # epoch 3 finished after the last checkpoint: lost, redone on resume
+    _same(whole, distill(config, tmp_path / "killed", resume=True))
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        DistillConfig(**TINY, checkpoint_every=0)
+
+
 def test_result_file_has_provenance_and_config(tmp_path):
     config = DistillConfig(**TINY, teacher="ensemble", teacher_options={"members": 2})
     result = distill(config, tmp_path)

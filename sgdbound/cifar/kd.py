@@ -313,7 +313,7 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
     """One CIFAR-100 distillation run (see the module docstring); the arguments are those of
     ``sgdbound.kd.distill``. Returns a ``DistillResult`` (on every rank), or None when stopped by ``stop_after``.
     Accuracies are fractions; ``convergence_noise`` is the std of the last ``last`` epochs' test accuracy."""
-    from sgdbound.kd.distill import DistillResult, epochs_for
+    from sgdbound.kd.distill import DistillResult, checkpoint_due, epochs_for
 
     started = time.perf_counter()
     run_dir = None if out is None else Path(out) / config.run_id
@@ -329,12 +329,13 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
     ctx = DistContext.setup(config.device)
     try:
         return _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, DistillResult,
-                    epochs_for)
+                    epochs_for, checkpoint_due)
     finally:
         ctx.close()
 
 
-def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for):
+def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for,
+         checkpoint_due):
     device = ctx.device
     train = train_full if config.beta >= 1 else train_full.subset(
         fewshot_indices(train_full.labels, int(round(100 * config.beta))))
@@ -420,7 +421,7 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
             total_sum, count_sum = ctx.all_sum([float(total), float(count)])
             history["train_loss"].append(total_sum / max(count_sum, 1.0))
             history["test_acc"].append(_accuracy(student, x_test, y_test, ctx, fast))
-            if run_dir is not None and ctx.rank == 0:
+            if run_dir is not None and ctx.rank == 0 and checkpoint_due(epoch, config.checkpoint_every):
                 atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
                                    "scheduler": None if sched is None else sched.state_dict(),
                                    "history": history, "epoch": epoch + 1, "config": config.to_dict()},

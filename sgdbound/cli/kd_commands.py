@@ -28,7 +28,7 @@ _AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_studen
 _SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "teacher_epochs": int,
             "min_steps": int, "teacher_min_steps": int, "optimizer": str, "lr": float, "teacher_lr": float,
             "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str, "data_root": str,
-            "device": str, "teacher_checkpoint": str, "teacher_seed": int}
+            "device": str, "teacher_checkpoint": str, "teacher_seed": int, "checkpoint_every": int}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

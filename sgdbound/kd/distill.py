@@ -29,7 +29,7 @@ from sgdbound.kd.nets import NETS, make_net
 from sgdbound.kd.teachers import Teacher, check_teacher_name, make_teacher
 from sgdbound.kd.train import OptimConfig, batches, make_optimizer, predict_logits
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "fit_teacher", "epochs_for"]
+__all__ = ["DistillConfig", "DistillResult", "distill", "fit_teacher", "epochs_for", "checkpoint_due"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class DistillConfig:
     trained teacher network, checked before training), ``device``, ``precision`` (``auto``: bf16 autocast,
     channels_last and bf16 batches on CUDA, float32 on the CPU; ``bf16`` or ``fp32`` to choose on any device) and
     ``compile`` (False, True, or a ``torch.compile`` mode: ``reduce-overhead`` captures CUDA graphs).
-    ``data_root``, ``device``, ``precision`` and ``compile`` do not enter ``run_id``."""
+    ``checkpoint_every``: write the resumable checkpoint every this many epochs (a killed run redoes at most
+    ``checkpoint_every − 1`` epochs; larger values spare the disk on long runs of big networks).
+    ``data_root``, ``device``, ``precision``, ``compile`` and ``checkpoint_every`` do not enter ``run_id``."""
 
     dataset: str = "mnist1d"
     teacher: str = "deterministic"
@@ -83,6 +85,7 @@ class DistillConfig:
     device: str = "cpu"
     compile: bool | str = False
     precision: str = "auto"
+    checkpoint_every: int = 1
 
     def __post_init__(self):
         if self.dataset in IMAGE_DATASETS:
@@ -103,7 +106,7 @@ class DistillConfig:
         _enum(Temper, "temper", self.temper)
         if not (0.0 < float(self.beta) <= 1.0):
             raise ValueError(f"beta (per-class fraction) must lie in (0, 1], got {self.beta}")
-        for name in ("epochs", "last", "batch_size"):
+        for name in ("epochs", "last", "batch_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.teacher_epochs < 0 or self.min_steps < 0 or self.teacher_min_steps < 0:
@@ -154,7 +157,7 @@ class DistillConfig:
 
 
 #: Fields that say where the data lies or what runs the config, not what the result is (left out of ``run_id``).
-RUNTIME_FIELDS = ("data_root", "device", "compile", "precision")
+RUNTIME_FIELDS = ("data_root", "device", "compile", "precision", "checkpoint_every")
 #: ``precision`` values (CIFAR-100 runs) and ``compile`` modes besides False/True (``torch.compile``'s ``mode``).
 PRECISIONS = ("auto", "bf16", "fp32")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -190,6 +193,12 @@ class DistillResult:
     def load(cls, path: str | Path) -> DistillResult:
         payload = read_json(path)  # results written before a field with a default existed lack it
         return cls(**{f.name: payload[f.name] for f in dataclasses.fields(cls) if f.name in payload})
+
+
+def checkpoint_due(epoch: int, every: int) -> bool:
+    """Whether the checkpoint is written after (0-based) ``epoch``: every ``every`` epochs (the finished run's
+    ``result.json`` covers the end)."""
+    return (epoch + 1) % int(every) == 0
 
 
 def epochs_for(n: int, batch_size: int, epochs: int, min_steps: int) -> int:
@@ -299,7 +308,7 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
                 sched.step()
             history["train_loss"].append(total / count)
             history["test_acc"].append(accuracy(predict_logits(student, data.x_test), data.y_test))
-            if run_dir is not None:
+            if run_dir is not None and checkpoint_due(epoch, config.checkpoint_every):
                 atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
                                    "scheduler": None if sched is None else sched.state_dict(),
                                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
