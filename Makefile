@@ -39,6 +39,7 @@ bench: install
 
 bench-gpu: install
 	$(PY) benchmarks/bench_gpu.py
+	$(PY) benchmarks/bench_vi.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

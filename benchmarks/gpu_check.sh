@@ -5,7 +5,7 @@
 # eager and under torch.compile, then a short real-shape distillation run through the CLI
 # (`sgdbound distill --preset kd-resnet50-resnet18-{deterministic,laplace,vi}` on fake CIFAR-format data: 1 teacher
 # epoch, 2 student epochs). Every number ends up in one file, $OUT/gpu_check.json (the pieces stay beside it:
-# sim.json, cifar.json, cifar_compiled.json, distill.json, and a log per step).
+# sim.json, cifar.json, cifar_compiled.json, vi.json, distill.json, and a log per step).
 #
 #   OUT=/some/dir bash benchmarks/gpu_check.sh        # OUT defaults to results/gpu_check
 #   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU (no simulator step)
@@ -46,6 +46,9 @@ step cifar 150 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "$
   --pipeline-teachers deterministic vi laplace --json "$OUT/cifar.json"
 step cifar_compiled 180 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
   --json "$OUT/cifar_compiled.json"
+# VI teacher: S = 10 weight draws as 10 passes against one batched (vmapped) pass, and their agreement
+VI_ARGS=(); if [ -n "${SMOKE:-}" ]; then VI_ARGS=(--archs wrn_16_1 --n 10 --samples 3); fi
+step vi 45 "$PY" benchmarks/bench_vi.py --device "$DEVICE" "${VI_ARGS[@]}" --json "$OUT/vi.json"
 
 # short real-shape distillation through the CLI: the paper's pair on 5,000 fake training images (SMOKE: tiny nets)
 if [ -z "${SMOKE:-}" ]; then
@@ -56,7 +59,7 @@ fi
 "$PY" -c "from sgdbound.cifar import write_fake_cifar100 as w; w('$OUT/fake_cifar', $N_TRAIN, $N_TEST)"
 rm -rf "$OUT/distill"
 for KIND in deterministic laplace vi; do
-  step "distill_$KIND" 45 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
+  step "distill_$KIND" 35 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
     --data-root "$OUT/fake_cifar" --device "$DEVICE" --epochs 2 --teacher-epochs 1 "${NETS[@]}" --out "$OUT/distill"
 done
 "$PY" - "$OUT" <<'PY'
@@ -88,6 +91,7 @@ for line in (out / "steps.txt").read_text().splitlines():
 summary = {"gpu": (out / "gpu.txt").read_text().strip() if (out / "gpu.txt").exists() else None,
            "steps": steps, "total_seconds": int(time.time()) - start,
            "sim": load("sim.json"), "cifar": load("cifar.json"), "cifar_compiled": load("cifar_compiled.json"),
+           "vi": load("vi.json"),
            "distill": load("distill.json")}
 (out / "gpu_check.json").write_text(json.dumps(summary, indent=2))
 for key in ("cifar", "cifar_compiled"):
@@ -99,6 +103,9 @@ for key in ("cifar", "cifar_compiled"):
         for run in r.get("pipeline", []):
             print(f"{key}: pipeline, {run['teacher_kind']} teacher: {run['images_per_s']:.0f} img/s "
                   f"({run['speedup']:.2f}x)")
+for r in summary["vi"].get("results", []):
+    print(f"vi samples {r['arch']} S={r['samples']} n={r['n']}: loop {r['loop_s']:.3f} s, batched "
+          f"{r['batched_s']:.3f} s ({r['ratio']:.2f}x)")
 for r in summary["sim"] if isinstance(summary["sim"], list) else []:
     print(f"{r['name']}: ratio {r['ratio']:.1f}x (goal {r['goal']}x)")
 for r in summary["distill"] if isinstance(summary["distill"], list) else []:

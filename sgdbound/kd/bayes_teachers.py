@@ -4,8 +4,9 @@
   (``dnn_to_bnn`` turns every ``Linear``/``Conv`` of the net into a Bayesian layer). The loss is the per-example
   negative ELBO ``CE + β_e · KL(q ‖ prior) / N``, the KL scaled by the training-set size ``N``; the KL weight
   ``β_e`` is 0 for ``ml_epochs`` epochs, then grows by ``1/anneal_epochs`` per epoch to 1 (the official
-  ``train_teacher_deterministic_VI.py`` schedule). Every layer is stochastic, so ``S`` samples cost ``S``
-  forward passes.
+  ``train_teacher_deterministic_VI.py`` schedule). Every layer is stochastic; bayesian-torch draws one weight
+  sample per call, but :func:`sgdbound.kd.vi_batch.vi_logit_samples` runs all ``S`` draws in one vmapped pass
+  off the CPU (the same draws as ``S`` passes; on the CPU, where the loop is as fast, it loops).
 * ``LaplaceTeacher``: a deterministic net, then laplace-torch's post-hoc Laplace approximation (default:
   last layer, Kronecker-factored GGN, prior precision by marginal likelihood). The predictive is the
   linearised (GLM) one: ``link="probit"`` (closed form) or ``"mc"`` (``S`` logit draws from
@@ -78,7 +79,10 @@ class VITeacher(Teacher):
         self.net = fit_classifier(net, x, y, epochs=self.epochs, optim=self.optim, seed=self.seed + 1, loss_fn=elbo)
 
     def sample_logits(self, x, samples):
-        return torch.stack([self.net(x) for _ in range(samples)])
+        """``S`` weight draws ``(S, n, K)``, batched in one vmapped pass off the CPU (see ``sgdbound.kd.vi_batch``)."""
+        from sgdbound.kd.vi_batch import vi_logit_samples
+
+        return vi_logit_samples(self.net, x, samples)
 
 
 class LaplaceTeacher(Teacher):
