@@ -265,3 +265,92 @@ def test_compiled_student_matches_eager(root, checkpoints, tmp_path):
     assert compiled.run_id == eager.run_id
     assert compiled.train_loss == pytest.approx(eager.train_loss, rel=1e-4)
     assert compiled.test_acc == pytest.approx(eager.test_acc, abs=0.011)  # one image of 100 may flip
+
+
+# ------------------------------------------------------------------------- the Monte Carlo sweep, trained jointly
+
+
+def _vi_teacher(checkpoints, cls_name="vi"):
+    from sgdbound.cifar.teachers import CIFAR_TEACHERS, check_teacher_checkpoint, load_teacher_net
+
+    payload = check_teacher_checkpoint(checkpoints[cls_name], "wrn_16_1", 100, cls_name)
+    return CIFAR_TEACHERS[cls_name](load_teacher_net(payload), seed=3)
+
+
+@pytest.mark.parametrize("kind", ["vi", "deterministic"])
+def test_probs_prefixes_equal_separate_calls(checkpoints, kind):
+    teacher = _vi_teacher(checkpoints, kind)
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    got = teacher.probs_prefixes(x, [1, 3, 5], 2.0, seed=9)
+    for samples, probs in zip([1, 3, 5], got):
+        assert torch.equal(probs, teacher.probs(x, samples, 2.0, seed=9))
+    if kind == "vi":
+        assert not torch.equal(got[0], got[2])  # the samples differ: the comparison can fail
+    with pytest.raises(ValueError, match="counts"):
+        teacher.probs_prefixes(x, [0, 2])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("temper", ["sample", "mean"])
+def test_joint_samples_runs_equal_separate_runs(root, checkpoints, tmp_path, temper):
+    """S = 1, 2, 3 trained together (one teacher draw of 3 per batch) give each separate run's numbers exactly,
+    dropout in the student included (each run keeps its own generator)."""
+    from sgdbound.kd.distill import distill_group
+
+    base = tiny(root, teacher="vi", teacher_checkpoint=checkpoints["vi"], lam=0.7, t_teacher=2.0, temper=temper,
+                student_options={"hidden": [32], "dropout": 0.2})
+    joint = distill_group([dataclasses.replace(base, samples=s) for s in (3, 1, 2)], tmp_path / "joint")
+    assert [r.config["samples"] for r in joint] == [1, 2, 3]
+    for result in joint:
+        alone = distill(dataclasses.replace(base, samples=result.config["samples"]), tmp_path / "alone")
+        assert result.run_id == alone.run_id and result.teacher == alone.teacher
+        assert result.train_loss == alone.train_loss and result.test_acc == alone.test_acc
+    assert joint[0].train_loss != joint[2].train_loss  # S changes the targets: the comparison can fail
+    assert (tmp_path / "joint" / joint[1].run_id / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_joint_run_resumes_after_kill_and_skips_finished_runs(root, checkpoints, tmp_path):
+    from sgdbound.kd.distill import distill_group
+
+    configs = [tiny(root, teacher="vi", teacher_checkpoint=checkpoints["vi"], samples=s, epochs=3) for s in (1, 2)]
+    straight = distill_group(configs, tmp_path / "b")
+    assert distill_group(configs, tmp_path / "a", stop_after=1) is None
+    resumed = distill_group(configs, tmp_path / "a", resume=True)
+    assert [r.train_loss for r in resumed] == [r.train_loss for r in straight]
+    assert [r.test_acc for r in resumed] == [r.test_acc for r in straight]
+    distill(configs[1], tmp_path / "c")  # S = 2 finished on its own: the joint run only trains S = 1
+    mixed = distill_group(configs, tmp_path / "c", resume=True)
+    assert [r.test_acc for r in mixed] == [r.test_acc for r in straight]
+
+
+def test_joint_runs_must_differ_only_in_samples(root, checkpoints):
+    from sgdbound.cifar.kd import check_group
+    from sgdbound.kd.distill import distill_group
+    from sgdbound.kd.sweep import sample_groups
+
+    base = tiny(root, teacher="vi", teacher_checkpoint=checkpoints["vi"])
+    with pytest.raises(ValueError, match="differs in lam"):
+        check_group([base, dataclasses.replace(base, samples=3, lam=0.9)])
+    with pytest.raises(ValueError, match="distinct samples"):
+        check_group([base, dataclasses.replace(base, epochs=2)])
+    with pytest.raises(ValueError, match="joint runs are for cifar100"):
+        distill_group([DistillConfig(dataset="mixture", teacher_net="mlp", student="mlp")])
+    configs = [dataclasses.replace(base, samples=s) for s in (1, 2, 3)] + [
+        dataclasses.replace(base, samples=2, seed=1), dataclasses.replace(base, lam=0.0, samples=1),
+        dataclasses.replace(base, samples=2, device="cpu")]
+    # one group per seed; the λ = 0 run alone; a second S = 2 of the same run starts another group
+    assert sample_groups(configs) == [[0, 1, 2], [3], [4], [5]]
+
+
+@pytest.mark.slow
+def test_sweep_with_joint_samples_through_the_cli(root, checkpoints, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["sweep", "--dataset", "cifar100", "--data-root", root, "--teacher", "vi", "--teacher-net", "wrn_16_1",
+            "--student", "mlp", "--teacher-checkpoint", checkpoints["vi"], "--samples", "1", "2", "--epochs", "1",
+            "--batch-size", "50", "--lam", "0.7", "--out", str(out), "--joint-samples"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "--joint-samples: 1 job(s)" in capsys.readouterr().out
+    assert main(argv) == 0
+    assert len(list(out.glob("cifar100_vi_*S1*/result.json"))) == 1
+    assert len(list(out.glob("cifar100_vi_*S2*/result.json"))) == 1

@@ -24,6 +24,7 @@ datasets is only what the scale needs:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -285,11 +286,13 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
     return teacher
 
 
-def _targets(teacher, x: torch.Tensor, config, seed: int) -> torch.Tensor:
+def _targets(teacher, x: torch.Tensor, configs: list, seed: int) -> list[torch.Tensor]:
+    """The teacher's targets for each config of a group (they differ only in ``samples``), from one draw."""
+    config, counts = configs[0], [c.samples for c in configs]
     if config.temper == "mean":
-        mean = teacher.probs(x, config.samples, 1.0, seed=seed)
-        return torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1)
-    return teacher.probs(x, config.samples, config.t_teacher, seed=seed)
+        means = teacher.probs_prefixes(x, counts, 1.0, seed=seed)
+        return [torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1) for mean in means]
+    return teacher.probs_prefixes(x, counts, config.t_teacher, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -313,12 +316,51 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
     """One CIFAR-100 distillation run (see the module docstring); the arguments are those of
     ``sgdbound.kd.distill``. Returns a ``DistillResult`` (on every rank), or None when stopped by ``stop_after``.
     Accuracies are fractions; ``convergence_noise`` is the std of the last ``last`` epochs' test accuracy."""
+    results = distill_cifar_group([config], out, resume=resume, stop_after=stop_after)
+    return None if results is None else results[0]
+
+
+def check_group(configs) -> list:
+    """``configs`` sorted by ``samples``, after checking that they can train together: CIFAR-100 runs that differ
+    in ``samples`` alone, each ``S`` once; ``ValueError`` naming the first field that differs otherwise."""
+    configs = sorted(configs, key=lambda c: c.samples)
+    if not configs:
+        raise ValueError("a joint run needs at least one config")
+    first = dataclasses.replace(configs[0], samples=1).identity()
+    for config in configs[1:]:
+        other = dataclasses.replace(config, samples=1).identity()
+        if other != first:
+            field = next(k for k in first if first[k] != other.get(k))
+            raise ValueError(f"runs trained jointly may differ only in samples (S); {config.run_id} differs in "
+                             f"{field}: {other.get(field)!r} vs {first[field]!r}")
+    counts = [c.samples for c in configs]
+    if len(set(counts)) != len(counts):
+        raise ValueError(f"runs trained jointly need distinct samples (S), got {counts}")
+    if configs[0].dataset != "cifar100":
+        raise ValueError(f"joint runs are for cifar100, got dataset {configs[0].dataset!r}")
+    return configs
+
+
+def distill_cifar_group(configs, out: str | Path | None = None, *, resume: bool = False,
+                        stop_after: int | None = None):
+    """Runs that differ only in the teacher's Monte Carlo samples ``S`` (the Monte Carlo sweep), trained together:
+    the same augmented batches, one teacher draw of ``max S`` samples per batch, the student for ``S`` distilled
+    from the mean of the first ``S`` (as the official ``train_bnn_samples_exp_students.py``). Teacher draws are
+    seeded per batch independently of ``S`` and sample-major, so each student's run equals its separate run
+    (tested), at the teacher cost of the largest ``S`` instead of their sum. Each run keeps its own folder,
+    checkpoints and ``result.json``; its ``epoch_seconds`` are the group's. Returns the results in the order of
+    increasing ``S`` (None when stopped by ``stop_after``)."""
     from sgdbound.kd.distill import DistillResult, checkpoint_due, epochs_for
 
+    configs = check_group(configs)
     started = time.perf_counter()
-    run_dir = None if out is None else Path(out) / config.run_id
-    if run_dir is not None and resume and (run_dir / "result.json").exists():
-        return DistillResult.load(run_dir / "result.json")
+    run_dirs = [None if out is None else Path(out) / c.run_id for c in configs]
+    finished = {k: DistillResult.load(d / "result.json") for k, d in enumerate(run_dirs)
+                if resume and d is not None and (d / "result.json").exists()}
+    todo = [k for k in range(len(configs)) if k not in finished]
+    if not todo:
+        return [finished[k] for k in range(len(configs))]
+    config = configs[todo[0]]
     train_full = load_cifar100(config.data_root, "train")  # clear errors before anything else
     test = load_cifar100(config.data_root, "test")
     if config.lam > 0 and config.teacher_checkpoint is not None:
@@ -328,70 +370,119 @@ def distill_cifar(config, out: str | Path | None = None, *, resume: bool = False
         raise ValueError(f"device {config.device!r} asked for, but this torch build sees no CUDA device")
     ctx = DistContext.setup(config.device)
     try:
-        return _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, DistillResult,
-                    epochs_for, checkpoint_due)
+        trained = _run([configs[k] for k in todo], [run_dirs[k] for k in todo], out, train_full, test, ctx, resume,
+                       stop_after, started, DistillResult, epochs_for, checkpoint_due)
     finally:
         ctx.close()
+    if trained is None:
+        return None
+    finished.update(zip(todo, trained))
+    return [finished[k] for k in range(len(configs))]
 
 
-def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for,
+class _Student:
+    """One run of a (joint) training: its network, optimiser, history, and a generator state of its own (so that
+    randomness inside its forward, e.g. dropout, is what a separate run would draw)."""
+
+    def __init__(self, config, run_dir: Path | None, resume: bool, ctx: DistContext, fast: Precision, epochs: int):
+        self.config, self.run_dir, self.device = config, run_dir, ctx.device
+        self.ckpt = None
+        if run_dir is not None and resume and (run_dir / "checkpoint.pt").exists():
+            self.ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 2000)
+            net = build_net(config.student, NUM_CLASSES, **config.student_options)
+        self.net = fast.prepare(net)
+        schedule = config.schedule if config.schedule != "none" or not config.milestones else "step"
+        optim = OptimConfig(config.optimizer, config.lr, schedule=schedule, milestones=config.milestones,
+                            batch_size=config.batch_size)
+        self.opt, self.sched = make_optimizer(self.net.parameters(), optim, epochs)
+        self.history: dict[str, list] = {"test_acc": [], "train_loss": []}
+        self.start = 0
+        if self.ckpt is not None:
+            self.net.load_state_dict(self.ckpt["student"])
+            self.opt.load_state_dict(self.ckpt["optimizer"])
+            if self.sched is not None:
+                self.sched.load_state_dict(self.ckpt["scheduler"])
+            self.history, self.start = self.ckpt["history"], self.ckpt["epoch"]
+            log.info("%s: resuming after epoch %d", config.run_id, self.start)
+        self.history.setdefault("epoch_seconds", [])  # checkpoints written before epochs were timed lack it
+        model = self.net
+        if ctx.world > 1:
+            if ctx.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        self.model = model
+        self.forward = _compiled(model, config.compile)
+        self.cuda = ctx.device if ctx.device.type == "cuda" else None
+
+    def begin_epoch(self, epoch: int) -> None:
+        torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout masks etc.: a function of the epoch
+        self.rng = (torch.get_rng_state(), None if self.cuda is None else torch.cuda.get_rng_state(self.cuda))
+        self.model.train()
+        self.total = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.count = 0
+
+    @contextlib.contextmanager
+    def own_rng(self, alone: bool):
+        """This run's generator state for the block (``alone``: the only run training, nothing to switch)."""
+        if alone:
+            yield
+            return
+        torch.set_rng_state(self.rng[0])
+        if self.cuda is not None:
+            torch.cuda.set_rng_state(self.rng[1], self.cuda)
+        yield
+        self.rng = (torch.get_rng_state(), None if self.cuda is None else torch.cuda.get_rng_state(self.cuda))
+
+    def checkpoint(self, epoch: int) -> None:
+        atomic_torch_save({"student": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                           "scheduler": None if self.sched is None else self.sched.state_dict(),
+                           "history": self.history, "epoch": epoch + 1, "config": self.config.to_dict()},
+                          self.run_dir / "checkpoint.pt")
+
+
+def _teacher_metrics(teacher, students: list[_Student], x_test, test, ctx) -> list[dict | None]:
+    """Each run's teacher test metrics with its ``S`` samples at temperature 1 (saved in ``teacher.pt`` beside its
+    checkpoint, so a resumed run reports what the first attempt measured)."""
+    metrics: list[dict | None] = [None] * len(students)
+    todo = []
+    for k, student in enumerate(students):
+        saved = student.run_dir / "teacher.pt" if student.run_dir is not None else None
+        if student.ckpt is not None and saved is not None and saved.exists():
+            metrics[k] = torch.load(saved, weights_only=False)["metrics"]
+        else:
+            todo.append(k)
+    if teacher is None or not todo or ctx.rank != 0:
+        return metrics
+    probs = teacher.probs_prefixes(x_test, [students[k].config.samples for k in todo], 1.0)
+    for k, p in zip(todo, probs):
+        metrics[k] = dataclasses.asdict(prob_metrics(p.float().cpu(), test.labels))
+        if students[k].run_dir is not None:
+            atomic_torch_save({"metrics": metrics[k]}, students[k].run_dir / "teacher.pt")
+    return metrics
+
+
+def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for,
          checkpoint_due):
-    device = ctx.device
+    config, device = configs[0], ctx.device
     train = train_full if config.beta >= 1 else train_full.subset(
         fewshot_indices(train_full.labels, int(round(100 * config.beta))))
     fast = Precision.of(config.precision, device)
     x_test, y_test = _normalized(test, fast), test.labels.to(device)
-    ckpt = None
-    if run_dir is not None and resume and (run_dir / "checkpoint.pt").exists():
-        ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-
-    teacher, teacher_metrics = None, None
-    if config.lam > 0:
-        teacher = make_cifar_teacher(config, out, train, ctx)
-        saved = None if run_dir is None or ckpt is None or not (run_dir / "teacher.pt").exists() else \
-            torch.load(run_dir / "teacher.pt", weights_only=False)
-        if saved is not None:
-            teacher_metrics = saved["metrics"]
-        elif ctx.rank == 0:
-            probs = teacher.probs(x_test, config.samples, 1.0).float()
-            teacher_metrics = dataclasses.asdict(prob_metrics(probs.cpu(), test.labels))
-            if run_dir is not None:
-                atomic_torch_save({"metrics": teacher_metrics}, run_dir / "teacher.pt")
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed + 2000)
-        student = build_net(config.student, NUM_CLASSES, **config.student_options)
-    student = fast.prepare(student)
     epochs = epochs_for(len(train), config.batch_size, config.epochs, config.min_steps)
-    schedule = config.schedule if config.schedule != "none" or not config.milestones else "step"
-    optim = OptimConfig(config.optimizer, config.lr, schedule=schedule, milestones=config.milestones,
-                        batch_size=config.batch_size)
-    opt, sched = make_optimizer(student.parameters(), optim, epochs)
-    history: dict[str, list] = {"test_acc": [], "train_loss": []}
-    start = 0
-    if ckpt is not None:
-        student.load_state_dict(ckpt["student"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        history, start = ckpt["history"], ckpt["epoch"]
-        log.info("%s: resuming after epoch %d", config.run_id, start)
-    model = student
-    if ctx.world > 1:
-        if device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = _compiled(model, config.compile)
+    students = [_Student(c, d, resume, ctx, fast, epochs) for c, d in zip(configs, run_dirs)]
+    teacher = make_cifar_teacher(config, out, train, ctx) if config.lam > 0 else None
+    teacher_metrics = _teacher_metrics(teacher, students, x_test, test, ctx)
     loader = _loader(train, config, config.seed + 3000, fast)
-    history.setdefault("epoch_seconds", [])  # checkpoints written before epochs were timed lack it
     uniform = torch.full((1, NUM_CLASSES), 1.0 / NUM_CLASSES, device=device)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for epoch in range(start, epochs):
-            torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout masks etc.: a function of the epoch
-            model.train()
-            total = torch.zeros((), dtype=torch.float64, device=device)
-            count = 0
+        for epoch in range(min(s.start for s in students), epochs):
+            active = [s for s in students if s.start <= epoch]  # a run checkpointed further on waits
+            for student in active:
+                student.begin_epoch(epoch)
             epoch_start = time.perf_counter()
             for step, (xb, yb) in enumerate(loader.epoch_iter(epoch)):
                 n_global = yb.shape[0]
@@ -400,44 +491,53 @@ def _run(config, run_dir, out, train_full, test, ctx, resume, stop_after, starte
                 part = _shard(n_global, ctx)
                 xb, yb = xb[part], yb[part]
                 if teacher is not None:
-                    tb = _targets(teacher, xb, config, seed=config.seed * 7_919 + epoch * 100_003 + step)
+                    targets = _targets(teacher, xb, [s.config for s in active],
+                                       seed=config.seed * 7_919 + epoch * 100_003 + step)
                 else:
-                    tb = uniform.expand(yb.shape[0], -1)
-                with fast.autocast():
-                    logits = forward(xb)
-                loss = distillation_loss(logits.float(), yb, teacher_probs=tb, lam=config.lam,
-                                         t_teacher=config.t_teacher, t_student=config.t_student,
-                                         convention=config.convention)
-                opt.zero_grad(set_to_none=True)
-                # DDP averages gradients over ranks: scale so that the result is the global batch's mean loss
-                (loss * (yb.shape[0] * ctx.world / n_global)).backward()
-                opt.step()
-                total += loss.detach().double() * yb.shape[0]
-                count += yb.shape[0]
-            if sched is not None:
-                sched.step()
+                    targets = [uniform.expand(yb.shape[0], -1)] * len(active)
+                for student, tb in zip(active, targets):
+                    with student.own_rng(alone=len(active) == 1):
+                        with fast.autocast():
+                            logits = student.forward(xb)
+                        loss = distillation_loss(logits.float(), yb, teacher_probs=tb, lam=config.lam,
+                                                 t_teacher=config.t_teacher, t_student=config.t_student,
+                                                 convention=config.convention)
+                        student.opt.zero_grad(set_to_none=True)
+                        # DDP averages gradients over ranks: scale so that the result is the global batch's mean
+                        (loss * (yb.shape[0] * ctx.world / n_global)).backward()
+                        student.opt.step()
+                    student.total += loss.detach().double() * yb.shape[0]
+                    student.count += yb.shape[0]
+            for student in active:
+                if student.sched is not None:
+                    student.sched.step()
             _sync(device)
-            history["epoch_seconds"].append(time.perf_counter() - epoch_start)
-            total_sum, count_sum = ctx.all_sum([float(total), float(count)])
-            history["train_loss"].append(total_sum / max(count_sum, 1.0))
-            history["test_acc"].append(_accuracy(student, x_test, y_test, ctx, fast))
-            if run_dir is not None and ctx.rank == 0 and checkpoint_due(epoch, config.checkpoint_every):
-                atomic_torch_save({"student": student.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": None if sched is None else sched.state_dict(),
-                                   "history": history, "epoch": epoch + 1, "config": config.to_dict()},
-                                  run_dir / "checkpoint.pt")
+            seconds = time.perf_counter() - epoch_start
+            for student in active:
+                history = student.history
+                history["epoch_seconds"].append(seconds)
+                total_sum, count_sum = ctx.all_sum([float(student.total), float(student.count)])
+                history["train_loss"].append(total_sum / max(count_sum, 1.0))
+                history["test_acc"].append(_accuracy(student.net, x_test, y_test, ctx, fast))
+                if student.run_dir is not None and ctx.rank == 0 and \
+                        checkpoint_due(epoch, student.config.checkpoint_every):
+                    student.checkpoint(epoch)
             ctx.barrier()
             if stop_after is not None and epoch + 1 >= stop_after and epoch + 1 < epochs:
                 return None
 
-    acc = history["test_acc"]
-    result = result_cls(
-        run_id=config.run_id, config=config.to_dict(), train_size=len(train), epochs_run=epochs, test_acc=acc,
-        train_loss=history["train_loss"], final_acc=acc[-1], best_acc=max(acc),
-        convergence_noise=convergence_noise(acc, config.last) if len(acc) >= 2 else math.nan, last=config.last,
-        teacher=teacher_metrics, seconds=time.perf_counter() - started, provenance=provenance(config.seed),
-        epoch_seconds=history["epoch_seconds"])
-    if run_dir is not None and ctx.rank == 0:
-        write_json(run_dir / "result.json", dataclasses.asdict(result))
+    results = []
+    for student, metrics in zip(students, teacher_metrics):
+        c, h = student.config, student.history
+        acc = h["test_acc"]
+        result = result_cls(
+            run_id=c.run_id, config=c.to_dict(), train_size=len(train), epochs_run=epochs, test_acc=acc,
+            train_loss=h["train_loss"], final_acc=acc[-1], best_acc=max(acc),
+            convergence_noise=convergence_noise(acc, c.last) if len(acc) >= 2 else math.nan, last=c.last,
+            teacher=metrics, seconds=time.perf_counter() - started, provenance=provenance(c.seed),
+            epoch_seconds=h["epoch_seconds"])
+        if student.run_dir is not None and ctx.rank == 0:
+            write_json(student.run_dir / "result.json", dataclasses.asdict(result))
+        results.append(result)
     ctx.barrier()
-    return result
+    return results

@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--workers", type=int, default=2, help="--backend process: number of processes")
     d.add_argument("--gpus-per-run", type=float, help="--backend ray: GPUs each run asks for (default 1 on CUDA)")
     d.add_argument("--ray-address", help="--backend ray: cluster address (default: RAY_ADDRESS or a local instance)")
+    d.add_argument("--joint-samples", action="store_true",
+                   help="CIFAR-100: train runs that differ only in S together (one teacher draw of the largest S "
+                        "per batch; each result equals its separate run)")
     d.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     d.add_argument("--figures", type=Path, help="with --study: folder for the PNGs")
     d.add_argument("--doc", type=Path, help="with --study: markdown file for the table")
@@ -153,6 +156,10 @@ def distill_command(args: argparse.Namespace) -> int:
             print(f"{what} {config.run_id}: {config.teacher_net} ({config.teacher}) -> {config.student}, "
                   f"lam={config.lam:g} T_t={config.t_teacher:g} T_s={config.t_student:g} S={config.samples} "
                   f"beta={config.beta:g} epochs={config.epochs} seed={config.seed}")
+        if args.joint_samples:
+            from sgdbound.kd.sweep import sample_groups
+
+            print(f"--joint-samples: {len(sample_groups(configs))} job(s)")
         print(f"dry run: {len(teachers)} teacher(s) and {len(configs)} run(s) valid; nothing trained")
         return 0
     started = time.perf_counter()
@@ -165,7 +172,8 @@ def distill_command(args: argparse.Namespace) -> int:
         print(f"{len(paths)} teacher(s) under {Path(out) / 'teachers'}")
     lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 speaks for all
     results = sweep(configs, out, resume=args.resume, progress=_progress if lead else None, backend=args.backend,
-                    workers=args.workers, gpus_per_run=args.gpus_per_run, ray_address=args.ray_address)
+                    workers=args.workers, gpus_per_run=args.gpus_per_run, ray_address=args.ray_address,
+                    joint_samples=args.joint_samples)
     if results and lead:
         table = atomic_write_text(Path(out) / "results.csv", runs_csv(run_rows(results)))
         print(f"{len(results)} run(s) in {time.perf_counter() - started:.1f} s; results under {out} ({table})")

@@ -29,7 +29,8 @@ from sgdbound.kd.nets import NETS, make_net
 from sgdbound.kd.teachers import Teacher, check_teacher_name, make_teacher
 from sgdbound.kd.train import OptimConfig, batches, make_optimizer, predict_logits
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "fit_teacher", "epochs_for", "checkpoint_due"]
+__all__ = ["DistillConfig", "DistillResult", "distill", "distill_group", "fit_teacher", "epochs_for",
+           "checkpoint_due"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,20 @@ def _teacher_targets(teacher: Teacher, x: torch.Tensor, config: DistillConfig, s
         mean = teacher.probs(x, config.samples, 1.0, seed=seed)
         return torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1)
     return teacher.probs(x, config.samples, config.t_teacher, seed=seed)
+
+
+def distill_group(configs: list[DistillConfig], out: str | Path | None = None, *, resume: bool = False,
+                  stop_after: int | None = None) -> list[DistillResult] | None:
+    """Runs that differ only in ``samples`` (S), trained together from one teacher draw of the largest ``S`` per
+    batch, each result equal to its separate run (CIFAR-100; see ``sgdbound.cifar.kd.distill_cifar_group``).
+    Results in order of increasing ``S``; None when stopped by ``stop_after``."""
+    configs = list(configs)
+    if any(c.dataset not in IMAGE_DATASETS for c in configs):
+        raise ValueError(f"joint runs are for {', '.join(IMAGE_DATASETS)}; small-data runs share a teacher through "
+                         f"sweep's cache and draw their targets once per example")
+    from sgdbound.cifar.kd import distill_cifar_group
+
+    return distill_cifar_group(configs, out, resume=resume, stop_after=stop_after)
 
 
 def distill(config: DistillConfig, out: str | Path | None = None, *, resume: bool = False,

@@ -3,22 +3,25 @@
 Every configuration is validated before the first run starts, so a typo fails in a second, not an hour in.
 Finished runs (``<out>/<run_id>/result.json``) are skipped on restart; ``resume=True`` also continues runs that
 were killed half-way from their last checkpoint. Runs that share a teacher (same data subset, seed and teacher
-settings, different λ, temperatures or S) fit it once.
+settings, different λ, temperatures or S) fit it once. With ``joint_samples``, CIFAR-100 runs that differ only in
+S train together, one teacher draw of the largest S per batch serving all (``sgdbound.kd.distill.distill_group``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 
-from sgdbound.kd.distill import DistillConfig, DistillResult, distill
+from sgdbound.kd.distill import IMAGE_DATASETS, DistillConfig, DistillResult, distill, distill_group
 from sgdbound.kd.teachers import TEACHERS
 
-__all__ = ["SWEEP_AXES", "Backend", "expand_grid", "sweep", "run_one", "init_ray", "preflight_all", "train_teachers"]
+__all__ = ["SWEEP_AXES", "Backend", "expand_grid", "sweep", "run_one", "run_group", "sample_groups", "init_ray",
+           "preflight_all", "train_teachers"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,39 @@ def run_one(config: DistillConfig, out: str | Path, resume: bool = True) -> Dist
     return DistillResult.load(finished) if finished else distill(config, out, resume=resume)
 
 
+def run_group(configs: list[DistillConfig], out: str | Path, resume: bool = True) -> list[DistillResult]:
+    """A group of runs (one, or several differing only in S: trained jointly) as a worker executes it; results in
+    the order of ``configs``."""
+    if len(configs) == 1:
+        return [run_one(configs[0], out, resume)]
+    import torch
+
+    if torch.get_num_threads() > 1 and configs[0].device == "cpu":
+        torch.set_num_threads(1)
+    by_samples = {r.config["samples"]: r for r in distill_group(configs, out, resume=resume)}
+    return [by_samples[c.samples] for c in configs]
+
+
+def sample_groups(configs: list[DistillConfig]) -> list[list[int]]:
+    """Indices of ``configs`` grouped for joint training: CIFAR-100 runs that use a teacher and differ only in S
+    share a group (one per S value; a repeated S starts another group); every other run is alone."""
+    groups: dict[str, list[list[int]]] = {}
+    order: list[tuple[str, int]] = []
+    for i, config in enumerate(configs):
+        if config.dataset in IMAGE_DATASETS and config.lam > 0:
+            key = json.dumps(dataclasses.replace(config, samples=1).identity(), sort_keys=True, default=str)
+        else:
+            key = f"alone-{i}"
+        slots = groups.setdefault(key, [])
+        slot = next((g for g in slots if all(configs[j].samples != config.samples for j in g)), None)
+        if slot is None:
+            slot = []
+            slots.append(slot)
+            order.append((key, len(slots) - 1))
+        slot.append(i)
+    return [groups[key][k] for key, k in order]
+
+
 def _teacher_job(config: DistillConfig, out: str | Path) -> str:
     from sgdbound.cifar.kd import ensure_teacher
 
@@ -115,7 +151,8 @@ def _teacher_jobs(configs: list[DistillConfig], out: str | Path) -> list[Distill
     return list(jobs.values())
 
 
-def _ray_remote(fn, config: DistillConfig, gpus_per_run: float | None):
+def _ray_remote(fn, config: DistillConfig | list[DistillConfig], gpus_per_run: float | None):
+    config = config[0] if isinstance(config, list) else config  # a group of runs asks for what one run does
     gpus = (1.0 if config.device.startswith("cuda") else 0.0) if gpus_per_run is None else float(gpus_per_run)
     import ray
 
@@ -190,7 +227,7 @@ def train_teachers(configs: Iterable[DistillConfig], out: str | Path, *, backend
 def sweep(configs: Iterable[DistillConfig], out: str | Path, *, resume: bool = True,
           progress: Callable[[int, int, DistillConfig, DistillResult], None] | None = None,
           backend: str = "local", workers: int = 2, gpus_per_run: float | None = None,
-          ray_address: str | None = None) -> list[DistillResult]:
+          ray_address: str | None = None, joint_samples: bool = False) -> list[DistillResult]:
     """Run ``configs`` into ``out`` (one folder per run) and return their results, in the given order.
 
     A run whose ``result.json`` exists is loaded, not rerun (on every backend, before anything is submitted).
@@ -198,7 +235,8 @@ def sweep(configs: Iterable[DistillConfig], out: str | Path, *, resume: bool = T
     result)`` is called after each run. ``backend`` (a ``Backend`` name): ``local`` runs in this process, sharing
     teachers with equal ``teacher_key()`` (the cache is dropped whenever the data subset (β, seed) changes, so
     memory stays bounded); ``process`` (``workers`` processes) and ``ray`` run one task per run, CIFAR teachers
-    being trained first, one task each, and shared through ``<out>/teachers/``.
+    being trained first, one task each, and shared through ``<out>/teachers/``. ``joint_samples``: runs that differ
+    only in S (CIFAR-100) train as one job (:func:`sample_groups`), each result equal to its separate run.
     """
     from sgdbound.kd.loss import _enum
 
@@ -224,20 +262,31 @@ def sweep(configs: Iterable[DistillConfig], out: str | Path, *, resume: bool = T
             done(i, DistillResult.load(finished))
         else:
             todo.append(i)
+    groups = [[todo[k] for k in group] for group in sample_groups([configs[i] for i in todo])] if joint_samples \
+        else [[i] for i in todo]
+
+    def group_done(g: int, group_results: list[DistillResult]) -> None:
+        for i, result in zip(groups[g], group_results):
+            done(i, result)
+
     if backend is Backend.LOCAL:
         cache: dict = {}
         subset = None
-        for i in todo:
-            config = configs[i]
+        for g, group in enumerate(groups):
+            config = configs[group[0]]
             if (config.dataset, config.beta, config.seed) != subset:
                 cache.clear()
                 subset = (config.dataset, config.beta, config.seed)
-            done(i, distill(config, out, resume=resume, cache=cache))
+            if len(group) == 1:
+                group_done(g, [distill(config, out, resume=resume, cache=cache)])
+            else:
+                group_done(g, run_group([configs[i] for i in group], out, resume))
         return results
     if backend is Backend.RAY:
         init_ray(ray_address)
     teachers = _teacher_jobs([configs[i] for i in todo], out)
     _execute(_teacher_job, [(k, c, str(out)) for k, c in enumerate(teachers)], backend, workers, gpus_per_run,
              lambda k, path: log.info("teacher ready: %s", path))
-    _execute(run_one, [(i, configs[i], str(out), resume) for i in todo], backend, workers, gpus_per_run, done)
+    jobs = [(g, [configs[i] for i in group], str(out), resume) for g, group in enumerate(groups)]
+    _execute(run_group, jobs, backend, workers, gpus_per_run, group_done)
     return results

@@ -111,3 +111,35 @@ class Teacher(ABC):
         if not return_samples:
             return mean
         return mean, torch.cat(per, dim=1)
+
+    @torch.no_grad()
+    def probs_prefixes(self, x: torch.Tensor, counts: list[int], temperature: float = 1.0, *,
+                       seed: int | None = None, chunk: int = 2048) -> list[torch.Tensor]:
+        """``[probs(x, S, temperature, seed=seed) for S in counts]`` from one draw of ``max(counts)`` samples: the
+        mean for ``S`` averages the first ``S`` of them (what the official Monte Carlo script's students get).
+
+        For teachers whose draws are sample-major (deterministic, VI: ``S`` samples are the first ``S`` of more from
+        one seed, tested) each entry equals the separate call bitwise; for the others each is still the mean of
+        ``S`` independent samples, only coupled across ``S``. One count: exactly ``probs``."""
+        if not counts or any(int(c) != c or c < 1 for c in counts):
+            raise ValueError(f"counts (S values) must be integers >= 1, got {counts!r}")
+        counts = [int(c) for c in counts]
+        if len(set(counts)) == 1:
+            return [self.probs(x, counts[0], temperature, seed=seed, chunk=chunk)] * len(counts)
+        if not self.fitted:
+            raise ValueError(f"the {self.kind!r} teacher must be fit before probs()")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
+        most = max(counts)
+        parts: list[list[torch.Tensor]] = [[] for _ in counts]
+        with seeded(self.seed + 7919 if seed is None else seed):
+            for part in x.split(chunk):
+                closed = self._mean_probs(part, most, float(temperature))
+                if closed is not None:
+                    for out in parts:
+                        out.append(closed)
+                    continue
+                sample_probs = torch.softmax(self.sample_logits(part, most) / temperature, dim=-1)
+                for out, count in zip(parts, counts):
+                    out.append(sample_probs[:count].mean(0))
+        return [torch.cat(out) for out in parts]
