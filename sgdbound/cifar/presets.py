@@ -15,9 +15,15 @@ What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``tr
 * Adam (no weight decay; the ``--momentum`` option is never used), lr 1e-3, batch 100, 200 epochs, lr × 0.1
   at epoch 100 (script default; the README's deterministic-teacher example passes ``--lr_decay_epochs 100,150``);
   MobileNetV2 / ShuffleNetV2 use lr 1e-2.
-* VI teacher: mean-field Gaussian layers (``bayesianize_`` with ``configs/ffg_u_cifar100.json``), NLL only for
-  the first 100 epochs, then the KL weight ramps linearly to 1 over 50 epochs; KL divided by the training set
-  size; 1 test sample.
+* VI teacher: Microsoft's ``bayesianize`` library (``bnn.bayesianize_`` with ``configs/ffg_u_cifar100.json``),
+  NLL only for the first 100 epochs, then the KL weight ramps linearly to 1 over 50 epochs; KL divided by the
+  training set size; 1 test sample. That config (as ``microsoft/bayesianize`` ships it) is *not* mean-field VI
+  over the weights but Ritter et al.'s (2021) inducing-weight VI: every Conv2d gets 128 × 128 inducing weights
+  (the Linear head 100 × 128), a fully factorised Gaussian ``q(U)`` in whitened space (``max_sd_u`` 0.1), a
+  learned ``λ`` (init 1e-3, at most 0.03) in the matrix-normal ``p(W | U)``, prior sd 1, sqrt-width scaling.
+  sgdbound's VI teacher is bayesian-torch's mean-field reparameterisation (the library the project uses; no
+  inducing-weight layers exist there, and ``bayesianize`` is not on PyPI), trained on the same schedule; its
+  accuracy and calibration need not match the paper's VI teacher.
 * Laplace teacher: post hoc on the deterministic teacher, last layer, fitted on the augmented training set with
   batch 20. Script defaults: ``diag`` Hessian, prior precision by ``gridsearch``; the README example and the
   student example's folder name use ``kron`` and ``marglik``; both predict with ``glm`` + ``probit``.
