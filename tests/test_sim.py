@@ -1,6 +1,8 @@
 """The simulator against its slow twins (plain autograd and torch.optim) and against the theory."""
 
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,121 @@ def test_batched_mlp_gradients_and_optimizers_match_autograd(activation, batch, 
     for i, m in enumerate(models):
         torch.testing.assert_close(student.params[0][i], m.body[0].weight.detach().T, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(student.params[-1][i], m.head.bias.detach(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation,batch,momentum", [("tanh", 3, 0.9), ("relu", 3, 0.9), ("tanh", 3, 0.0),
+                                                       ("relu", 1, 0.9), ("tanh", 1, 0.0)])
+def test_folded_sgd_update_matches_the_plain_update_and_torch_optim(activation, batch, momentum):
+    """Folded: the factored gradient goes straight into the flat parameters / momentum (``addcmul_`` for b=1,
+    ``baddbmm_`` for b>1), stepped in two row groups. Plain: separate parameter tensors and materialised gradients.
+    Both against ``torch.optim.SGD`` on autograd gradients, per replica, in float64 (2-layer MLP, with biases)."""
+    gen = torch.Generator().manual_seed(2)
+    n, dim, k = 3, 4, 3
+    folded = BatchedMLP.init(n, [dim, 6, k], activation, "random", gen, "cpu", F64)
+    plain = BatchedMLP([p.clone() for p in folded.params], activation)
+    models = []
+    for i in range(n):
+        m = MLP(dim, k, hidden=(6,), activation=activation, dtype=F64)
+        with torch.no_grad():
+            for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
+                layer.weight.copy_(folded.params[2 * j][i].T)
+                layer.bias.copy_(folded.params[2 * j + 1][i])
+        models.append(m)
+    lrs = torch.tensor([0.1, 0.03, 0.2], dtype=F64)
+    opt_folded = BatchedSGD(folded.params, momentum=momentum, flat=folded.flat)
+    opt_plain = BatchedSGD(plain.params, momentum=momentum)
+    opts = [torch.optim.SGD(m.parameters(), lr=float(lrs[i]), momentum=momentum) for i, m in enumerate(models)]
+    for step in range(4):
+        x = torch.randn(n, batch, dim, generator=gen, dtype=F64)
+        t = torch.randn(n, batch, k, generator=gen, dtype=F64)  # targets off the simplex: the full formula
+        for rows in (slice(0, 2), slice(2, 3)):
+            part = folded.params_for(rows)
+            cache = part.forward_with_cache(x[rows])
+            q = torch.softmax(cache[0], -1)
+            opt_folded.step(part.gradients_from_cache(cache, t[rows].sum(-1, keepdim=True) * q - t[rows]),
+                            lrs[rows], rows, t=step + 1)
+        cache = plain.forward_with_cache(x)
+        q = torch.softmax(cache[0], -1)
+        grads = plain.gradients_from_cache(cache, t.sum(-1, keepdim=True) * q - t)
+        opt_plain.step([torch.bmm(*g) if isinstance(g, tuple) else g for g in grads], lrs)
+        for i, (m, o) in enumerate(zip(models, opts)):
+            o.zero_grad()
+            (-(t[i] * torch.log_softmax(m(x[i]), -1)).sum(-1).mean()).backward()
+            o.step()
+    storage = folded.flat.untyped_storage().data_ptr()
+    assert all(p.untyped_storage().data_ptr() == storage for p in folded.params)  # updated in place, still views
+    for a, b in zip(folded.params, plain.params):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for i, m in enumerate(models):
+        for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
+            torch.testing.assert_close(folded.params[2 * j][i], layer.weight.detach().T, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(folded.params[2 * j + 1][i], layer.bias.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("activation,batch", [("tanh", 1), ("relu", 2)])
+def test_flat_adam_matches_torch_optim(activation, batch):
+    """Adam on the flat layout (moments and gradient scratch laid out like the parameters), stepped in two row
+    groups with explicit step numbers, against ``torch.optim.Adam`` per replica in float64."""
+    gen = torch.Generator().manual_seed(3)
+    n, dim, k = 3, 4, 3
+    student = BatchedMLP.init(n, [dim, 5, k], activation, "random", gen, "cpu", F64)
+    models = []
+    for i in range(n):
+        m = MLP(dim, k, hidden=(5,), activation=activation, dtype=F64)
+        with torch.no_grad():
+            for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
+                layer.weight.copy_(student.params[2 * j][i].T)
+                layer.bias.copy_(student.params[2 * j + 1][i])
+        models.append(m)
+    lrs = torch.tensor([1e-2, 3e-2, 5e-3], dtype=F64)
+    opt = BatchedAdam(student.params, flat=student.flat)
+    opts = [torch.optim.Adam(m.parameters(), lr=float(lrs[i])) for i, m in enumerate(models)]
+    for step in range(4):
+        x = torch.randn(n, batch, dim, generator=gen, dtype=F64)
+        t = torch.softmax(torch.randn(n, batch, k, generator=gen, dtype=F64), -1)
+        for rows in (slice(2, 3), slice(0, 2)):  # the group holding row 0 last: the step number is explicit
+            part = student.params_for(rows)
+            cache = part.forward_with_cache(x[rows])
+            q = torch.softmax(cache[0], -1)
+            opt.step(part.gradients_from_cache(cache, t[rows].sum(-1, keepdim=True) * q - t[rows]), lrs[rows], rows,
+                     t=step + 1)
+        for i, (m, o) in enumerate(zip(models, opts)):
+            o.zero_grad()
+            (-(t[i] * torch.log_softmax(m(x[i]), -1)).sum(-1).mean()).backward()
+            o.step()
+    for i, m in enumerate(models):
+        for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
+            torch.testing.assert_close(student.params[2 * j][i], layer.weight.detach().T, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(student.params[2 * j + 1][i], layer.bias.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_flat_optimiser_refuses_parameters_outside_flat():
+    student = BatchedMLP.init(2, [3, 4, 2], "relu", "random", torch.Generator().manual_seed(0), "cpu", F64)
+    for make in (lambda flat: BatchedSGD(student.params, momentum=0.9, flat=flat),
+                 lambda flat: BatchedAdam(student.params, flat=flat)):
+        with pytest.raises(ValueError, match="flat"):
+            make(student.flat.clone())
+
+
+@pytest.mark.parametrize("kwargs", [dict(momentum=0.9), dict(batch_size=3, activation="tanh"),
+                                    dict(optimizer="adam", batch_size=2),
+                                    dict(stream=False, train_size=40, epochs=2, momentum=0.5, lr=[0.05, 0.1])])
+def test_mlp_replica_groups_running_blocks_of_steps_give_the_same_run(monkeypatch, kwargs):
+    """On the CPU, groups of replicas each run a block of steps while their parameters stay in cache; the draws are
+    made in step order first, so the run equals the one-group, step-by-step run, and is reproducible."""
+    module = importlib.import_module("sgdbound.sim.simulate")
+    problem = GaussianMixture.random(3, 4, separation=2.0, seed=1)
+    settings = dict(student="mlp", hidden=(8, 6), lr=0.05, steps=45, replicas=5, init="random", record_every=20,
+                    eval_size=64, dtype=F64, device="cpu") | kwargs
+    whole = simulate(problem, **settings)
+    monkeypatch.setattr(module, "_STEP_CACHE_BYTES", 1)  # one replica per group
+    monkeypatch.setattr(module, "_BLOCK_STEPS", 7)  # blocks that do not divide the record interval
+    grouped, again = simulate(problem, **settings), simulate(problem, **settings)
+    for a, b, c in zip(*(r if isinstance(r, list) else [r] for r in (whole, grouped, again))):
+        assert list(b.steps) == list(a.steps)
+        for key in ("ce", "excess_risk", "accuracy", "ece"):
+            np.testing.assert_allclose(getattr(b, key), getattr(a, key), rtol=1e-12, atol=1e-14)
+            assert np.array_equal(getattr(b, key), getattr(c, key))
 
 
 # -- optimum and closed-form theory -----------------------------------------------------------------------------

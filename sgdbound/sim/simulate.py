@@ -3,7 +3,9 @@
 Every replica of every configuration is a slice of the leading axis ``N = configs × replicas`` of the
 parameters; one step draws a ``(N, b)`` block of examples, forms targets with each configuration's supervision
 model, and updates all students with batched matrix products. Streaming draws fresh examples every step (the
-population objective); the finite sum draws a training set once and walks it in epochs.
+population objective); the finite sum draws a training set once and walks it in epochs. On the CPU, MLP replicas
+are stepped in cache-sized groups, each running a block of steps while its parameters stay in cache (the block's
+draws are made first, in step order, so the grouping does not change the result).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ log = logging.getLogger(__name__)
 STUDENTS = ("linear", "mlp")
 SAMPLING = ("reshuffle", "replacement")
 _EVAL_ELEMENTS = 2**24  # activations per evaluation chunk
-_STEP_CACHE_BYTES = 12 * 2**20  # CPU: parameters and momentum of one group of MLP replicas stepped together
+_STEP_CACHE_BYTES = 4 * 2**20  # CPU: parameters and optimiser state of one group of MLP replicas stepped together
+_BLOCK_STEPS = 64  # CPU, several groups: steps a group runs before the next one (its parameters stay in cache)
+_BLOCK_BYTES = 16 * 2**20  # and at most this many bytes of drawn examples and targets per block
 DEFAULT_TRAIN_SIZE = 1000  # finite sum without an explicit train_size
 
 
@@ -223,8 +227,9 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         widths = [dim, *([int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]), num_classes]
         model = BatchedMLP.init(n_total, widths, activation, init, init_gen, dev, dtype)
         width = max(widths)
-    opt = OPTIMIZERS[optimizer](model.params, momentum=momentum) if optimizer == "sgd" else \
-        OPTIMIZERS[optimizer](model.params)
+    flat = getattr(model, "flat", None)
+    opt = OPTIMIZERS[optimizer](model.params, momentum=momentum, flat=flat) if optimizer == "sgd" else \
+        OPTIMIZERS[optimizer](model.params, flat=flat)
     evaluate = _Evaluator(evaluation.x, evaluation.y, evaluation.bcp, width) if evaluation is not None else None
     if student == "linear":
         opt_w = torch.stack([th.weight for th in theories]).to(device=dev, dtype=dtype)[config_of]
@@ -246,12 +251,13 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         t_train = targets_fixed.to(device=dev, dtype=dtype)
         n_train = x_train.shape[0]
         per_epoch = n_train // batch_size
-        order = None
 
-    chunks = [slice(None)]
+    chunks, order = [slice(None)], None
     if student == "mlp":
-        per_replica = sum(p[0].numel() for p in model.params) * torch.finfo(dtype).bits // 8 * 2
+        states = 5 if optimizer == "adam" else 2 if momentum else 1  # parameters and optimiser buffers
+        per_replica = sum(p[0].numel() for p in model.params) * torch.finfo(dtype).bits // 8 * states
         size = n_total if dev.type == "cuda" else max(1, _STEP_CACHE_BYTES // per_replica)
+        size = -(-n_total // -(-n_total // size))  # groups of (nearly) equal size
         chunks = [slice(i, min(n_total, i + size)) for i in range(0, n_total, size)]
     records: dict[str, list[torch.Tensor]] = {k: [] for k in ("dist_sq", "excess_risk", "ce", "accuracy",
                                                              "l2_bcp", "ece")}
@@ -278,13 +284,16 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         delta = (delta - delta.mean(1, keepdim=True)).reshape(configs, replicas, -1)
         init_cov = torch.einsum("crp,crq->cpq", delta, delta) / replicas
     bar = tqdm(total=int(steps), disable=not progress, desc="simulate", unit="step", leave=False)
-    for t in range(int(steps)):
+
+    def draw(step: int):
+        """Step ``step``'s examples ``x`` ``(N, b, d)``, targets ``(N, b, K)`` and step sizes ``(N,)``."""
+        nonlocal order
         if stream:
             x, y, bcp = sampler.draw((n_total, batch_size), gen)
             targets = draw_targets(bcp, y, gen)
         else:
             if sampling == "reshuffle":
-                within = t % per_epoch
+                within = step % per_epoch
                 if within == 0:
                     order = torch.argsort(torch.rand(n_total, n_train, generator=gen, device=dev), dim=1)
                 idx = order[:, within * batch_size:(within + 1) * batch_size]
@@ -295,21 +304,32 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                 targets = draw_targets(bcp_train[idx], y_train[idx], gen)
             else:
                 targets = t_train[config_of[:, None], idx]
-        step_lr = lr_vec if schedule_table is None else schedule_table[t][config_of]
+        return x, targets, lr_vec if schedule_table is None else schedule_table[step][config_of]
+
+    # Several replica groups: each group runs a block of steps while its parameters stay in cache (the draws are
+    # made first, in step order, so the result does not depend on the grouping).
+    block = 1 if len(chunks) == 1 else max(1, min(_BLOCK_STEPS, _BLOCK_BYTES // (
+        n_total * batch_size * (dim + num_classes) * torch.finfo(dtype).bits // 8)))
+    t = 0
+    while t < steps:
+        stop = min(int(steps), t + block, (t // record_every + 1) * record_every)
+        drawn = [draw(s) for s in range(t, stop)]
         if student == "linear":
-            q = torch.softmax(model.logits(x), -1)
-            opt.step(model.gradients(x, targets.sum(-1, keepdim=True) * q - targets), step_lr)
+            for x, targets, step_lr in drawn:
+                q = torch.softmax(model.logits(x), -1)
+                opt.step(model.gradients(x, targets.sum(-1, keepdim=True) * q - targets), step_lr)
         else:
-            for rows in chunks:  # cache-sized groups of replicas: each group's weights are read from cache
+            drawn = [(x, -targets, targets.sum(-1, keepdim=True), step_lr) for x, targets, step_lr in drawn]
+            for rows in chunks:
                 part = model.params_for(rows)
-                cache = part.forward_with_cache(x[rows])
-                q = torch.softmax(cache[0], -1)
-                part_targets = targets[rows]
-                residual = part_targets.sum(-1, keepdim=True) * q - part_targets
-                opt.step(part.gradients_from_cache(cache, residual), step_lr[rows], rows)
-        if (t + 1) % record_every == 0 or t + 1 == steps:
-            record(t + 1)
-            bar.update((t + 1) - bar.n)
+                for s, (x, neg_targets, mass, step_lr) in enumerate(drawn, t + 1):
+                    cache = part.forward_with_cache(x[rows])
+                    residual = torch.addcmul(neg_targets[rows], mass[rows], torch.softmax(cache[0], -1))  # (Σt) q − t
+                    opt.step(part.gradients_from_cache(cache, residual), step_lr[rows], rows, t=s)
+        t = stop
+        if t % record_every == 0 or t == steps:
+            record(t)
+            bar.update(t - bar.n)
     bar.close()
 
     stacked = {k: torch.stack(v, 1).numpy() for k, v in records.items()}  # (N, records)

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__ = ["BatchedLinear", "BatchedMLP", "ACTIVATION_GRADS"]
+__all__ = ["BatchedLinear", "BatchedMLP", "ACTIVATION_GRADS", "flat_views"]
 
 
 def _relu(a):
@@ -92,14 +92,22 @@ class BatchedLinear:
 
 
 class BatchedMLP:
-    """``N`` MLPs ``d → hidden… → K``: weights ``(N, in, out)``, biases ``(N, out)``; the last pair is the head."""
+    """``N`` MLPs ``d → hidden… → K``: weights ``(N, in, out)``, biases ``(N, out)``; the last pair is the head.
 
-    def __init__(self, params: list[torch.Tensor], activation: str):
+    ``init`` lays every replica's parameters out contiguously in one ``flat`` ``(N, P)`` tensor (replica-major;
+    ``params`` are views of it), so that a group of replicas is one contiguous block of memory and an optimiser can
+    update all its parameters in one pass (``BatchedSGD(params, flat=flat)``).
+    """
+
+    def __init__(self, params: list[torch.Tensor], activation: str, flat: torch.Tensor | None = None):
         if activation not in ACTIVATION_GRADS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATION_GRADS)} for the simulator, "
                              f"got {activation!r}")
-        self.params, self.activation = params, activation
+        self.params, self.activation, self.flat = params, activation, flat
         self._act, self._act_backward = ACTIVATION_GRADS[activation]
+        self._weights = params[0::2]
+        self._weights_t = [w.transpose(1, 2) for w in self._weights]  # for δ Wᵀ in the backward pass
+        self._biases = [b[:, None, :] for b in params[1::2]]  # (N, 1, out), broadcast over the batch
 
     @classmethod
     def init(cls, n: int, widths: list[int], activation: str, init, generator, device, dtype) -> BatchedMLP:
@@ -108,24 +116,28 @@ class BatchedMLP:
         params = []
         if isinstance(init, (list, tuple)) and init and isinstance(init[0], tuple):
             for weight, bias in init:
-                params += [weight.to(device=device, dtype=dtype).T.expand(n, *weight.T.shape).clone(),
-                           bias.to(device=device, dtype=dtype).expand(n, bias.numel()).clone()]
-            return cls(params, activation)
-        if init != "random":
+                params += [weight.to(device=device, dtype=dtype).T.expand(n, *weight.T.shape),
+                           bias.to(device=device, dtype=dtype).expand(n, bias.numel())]
+        elif init != "random":
             raise ValueError(f"MLP students start from init='random' or a list of (weight, bias); got {init!r}")
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-            bound = 1 / math.sqrt(fan_in)
-            w = (2 * torch.rand(n, fan_in, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
-            b = (2 * torch.rand(n, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
-            params += [w, b]
-        return cls(params, activation)
+        else:
+            for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+                bound = 1 / math.sqrt(fan_in)
+                w = (2 * torch.rand(n, fan_in, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
+                b = (2 * torch.rand(n, fan_out, generator=generator, device=device, dtype=dtype) - 1) * bound
+                params += [w, b]
+        flat = torch.empty(n, sum(p[0].numel() for p in params), device=device, dtype=dtype)
+        views = flat_views(flat, [p.shape[1:] for p in params])
+        for view, p in zip(views, params):
+            view.copy_(p)
+        return cls(views, activation, flat)
 
     def _forward(self, x: torch.Tensor):
         pre, post = [], [x]
         h = x
-        layers = len(self.params) // 2
+        layers = len(self._weights)
         for i in range(layers):
-            a = torch.baddbmm(self.params[2 * i + 1][:, None, :], h, self.params[2 * i])
+            a = torch.baddbmm(self._biases[i], h, self._weights[i])
             if i == layers - 1:
                 return a, pre, post
             h = self._act(a)
@@ -140,20 +152,33 @@ class BatchedMLP:
         return self._forward(x)
 
     def gradients_from_cache(self, cache, residual: torch.Tensor) -> list:
-        """Mean-over-batch gradients; with one example per replica the weight gradients are returned factored,
-        ``(h (N, in, 1), δ (N, 1, out))`` (see ``sgdbound.sim.optim``)."""
+        """Mean-over-batch gradients for the logit residual ``r`` ``(N, b, K)``: each weight gradient is returned
+        factored, ``(hᵀ (N, in, b), δ (N, b, out))`` for ``hᵀ δ`` (an outer product when ``b = 1``), so that the
+        optimiser can fold it into its update without materialising it (see ``sgdbound.sim.optim``)."""
         _, pre, post = cache
-        delta = residual if residual.shape[1] == 1 else residual / residual.shape[1]
-        layers = len(self.params) // 2
-        grads: list[torch.Tensor] = [None] * len(self.params)  # type: ignore[list-item]
         single = residual.shape[1] == 1
+        delta = residual if single else residual / residual.shape[1]
+        layers = len(self._weights)
+        grads: list = [None] * (2 * layers)
         for i in reversed(range(layers)):
-            # one example per replica: keep the weight gradient as its outer-product factors
-            grads[2 * i] = (post[i].transpose(1, 2), delta) if single else torch.bmm(post[i].transpose(1, 2), delta)
-            grads[2 * i + 1] = delta.sum(1)
+            grads[2 * i] = (post[i].transpose(1, 2), delta)
+            grads[2 * i + 1] = delta[:, 0] if single else delta.sum(1)
             if i:
-                delta = self._act_backward(torch.bmm(delta, self.params[2 * i].transpose(1, 2)), pre[i - 1], post[i])
+                delta = self._act_backward(torch.bmm(delta, self._weights_t[i]), pre[i - 1], post[i])
         return grads
 
     def params_for(self, chunk: slice) -> BatchedMLP:
-        return BatchedMLP([p[chunk] for p in self.params], self.activation)
+        return BatchedMLP([p[chunk] for p in self.params], self.activation,
+                          None if self.flat is None else self.flat[chunk])
+
+
+def flat_views(flat: torch.Tensor, shapes: list) -> list[torch.Tensor]:
+    """Views ``(N, *shape)`` of consecutive segments of each row of ``flat`` ``(N, P)``, one per shape."""
+    views, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        views.append(flat[:, offset:offset + size].unflatten(1, tuple(shape)))
+        offset += size
+    if offset != flat.shape[1]:
+        raise ValueError(f"flat has {flat.shape[1]} columns but the shapes need {offset}")
+    return views
