@@ -44,7 +44,9 @@ else
 fi
 step cifar 150 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" \
   --pipeline-teachers deterministic vi laplace --json "$OUT/cifar.json"
-step cifar_compiled 180 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile \
+# compiled with mode reduce-overhead: inductor plus CUDA graphs (where inductor finds the graph safe to capture;
+# otherwise it falls back to plain compiled kernels and says so in the log)
+step cifar_compiled 180 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile reduce-overhead \
   --json "$OUT/cifar_compiled.json"
 # VI teacher: S = 10 weight draws as 10 passes against one batched (vmapped) pass, and their agreement
 VI_ARGS=(); if [ -n "${SMOKE:-}" ]; then VI_ARGS=(--archs wrn_16_1 --n 10 --samples 3); fi
