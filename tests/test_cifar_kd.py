@@ -354,3 +354,15 @@ def test_sweep_with_joint_samples_through_the_cli(root, checkpoints, tmp_path, c
     assert main(argv) == 0
     assert len(list(out.glob("cifar100_vi_*S1*/result.json"))) == 1
     assert len(list(out.glob("cifar100_vi_*S2*/result.json"))) == 1
+
+
+@pytest.mark.slow
+def test_joint_group_runs_as_one_process_task(root, checkpoints, tmp_path):
+    """``--backend process`` with ``joint_samples``: the group is one task, its results those of the local runs."""
+    from sgdbound.kd.sweep import sweep
+
+    configs = [tiny(root, teacher="vi", teacher_checkpoint=checkpoints["vi"], samples=s, epochs=1) for s in (2, 1)]
+    pooled = sweep(configs, tmp_path / "pool", backend="process", workers=1, joint_samples=True)
+    local = sweep(configs, tmp_path / "local")
+    assert [r.config["samples"] for r in pooled] == [2, 1]  # the order of the configs given
+    assert [r.train_loss for r in pooled] == [r.train_loss for r in local]
