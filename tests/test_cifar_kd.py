@@ -366,3 +366,31 @@ def test_joint_group_runs_as_one_process_task(root, checkpoints, tmp_path):
     local = sweep(configs, tmp_path / "local")
     assert [r.config["samples"] for r in pooled] == [2, 1]  # the order of the configs given
     assert [r.train_loss for r in pooled] == [r.train_loss for r in local]
+
+
+# ------------------------------------------------------------------------- the paper's VI: inducing weights
+
+
+def test_inducing_vi_teacher_trains_caches_and_distils(root, tmp_path):
+    """``layers="inducing"`` (the official ffg_u_cifar100 VI): the teacher trains with its KL (ramped in within one
+    epoch here), is cached, read back by a second run, and its S samples are a prefix of more, as for mean field."""
+    from sgdbound.cifar.kd import teacher_path
+    from sgdbound.cifar.teachers import VICifarTeacher, check_teacher_checkpoint, load_teacher_net
+
+    config = tiny(root, teacher="vi", epochs=1, samples=3, teacher_options={"layers": "inducing", "anneal_epochs": 1})
+    first = distill(config, tmp_path)
+    path = teacher_path(config, tmp_path)
+    assert path.exists() and torch.isfinite(torch.tensor(first.train_loss)).all()
+    second = distill(dataclasses.replace(config, seed=1, teacher_seed=0), tmp_path)
+    assert second.teacher == first.teacher  # the cached network, the same test draws
+    payload = check_teacher_checkpoint(path, "wrn_16_1", 100, "vi")
+    net = load_teacher_net(payload, {"layers": "inducing"})
+    assert any(type(m).__name__ == "InducingConv2d" for m in net.modules())
+    teacher = VICifarTeacher(net, seed=2, layers="inducing")
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    got = teacher.probs_prefixes(x, [1, 3], seed=5)
+    assert torch.equal(got[1], teacher.probs(x, 3, seed=5)) and torch.equal(got[0], teacher.probs(x, 1, seed=5))
+    with pytest.raises(ValueError, match="with mean_field VI layers"):
+        load_teacher_net(payload, {"layers": "mean_field"})
+    with pytest.raises(ValueError, match="layers must be one of mean_field, inducing"):
+        tiny(root, teacher="vi", teacher_options={"layers": "ffg"})

@@ -82,3 +82,18 @@ def test_presets_are_frozen_and_unknown_names_list_valid_ones():
         preset.student = "vgg13"
     with pytest.raises(ValueError, match=r"unknown preset 'kd-resnet50-vgg9-vi'.*kd-resnet50-vgg8-vi.*valid presets"):
         get_preset("kd-resnet50-vgg9-vi")
+
+
+def test_vi_presets_use_the_official_inducing_weight_layers():
+    """The official VI teacher is bayesianize's ``ffg_u_cifar100`` (inducing weights), not mean-field VI."""
+    from sgdbound.cifar.inducing import INDUCING_DEFAULTS
+    from sgdbound.cifar.presets import preset_config_fields
+
+    for name in ("teacher-resnet50-vi", "kd-resnet50-resnet18-vi", "samples12-resnet50-resnet18-vi"):
+        options = preset_config_fields(name)["teacher_options"]
+        assert options == {"ml_epochs": 100, "anneal_epochs": 50, "layers": "inducing"}
+    # the official ffg_u_cifar100.json: conv 128 x 128, head 100 x 128, λ ≤ 0.03 from 1e-3, max sd_u 0.1, prior sd 1
+    assert (INDUCING_DEFAULTS["conv"], INDUCING_DEFAULTS["linear"]) == ((128, 128), (100, 128))
+    assert (INDUCING_DEFAULTS["init_lamda"], INDUCING_DEFAULTS["max_lamda"], INDUCING_DEFAULTS["max_sd_u"],
+            INDUCING_DEFAULTS["prior_sd"], INDUCING_DEFAULTS["sqrt_width_scaling"]) == (1e-3, 0.03, 0.1, 1.0, True)
+    assert preset_config_fields("kd-resnet50-resnet18-deterministic")["teacher_options"] == {}

@@ -46,6 +46,7 @@ from sgdbound.cifar.precision import Precision
 from sgdbound.cifar.teachers import (
     CIFAR_TEACHERS,
     STUDENT_EXTRA_NETS,
+    VI_LAYERS,
     VICifarTeacher,
     base_kind,
     bayesianize,
@@ -53,6 +54,7 @@ from sgdbound.cifar.teachers import (
     check_teacher_checkpoint,
     load_teacher_net,
     save_teacher_checkpoint,
+    vi_kl,
 )
 from sgdbound.io import atomic_torch_save, provenance, write_json
 from sgdbound.kd.bayes_teachers import kl_weight
@@ -91,6 +93,9 @@ def check_cifar_config(config) -> None:
         raise ValueError(f"device {config.device!r} is not a torch device ({error})") from None
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda[:i], got {config.device!r}")
+    layers = config.teacher_options.get("layers", "mean_field") if config.teacher == "vi" else "mean_field"
+    if layers not in VI_LAYERS:
+        raise ValueError(f"teacher option layers must be one of {', '.join(VI_LAYERS)}, got {layers!r}")
     unknown = sorted(set(config.teacher_options) - set(CIFAR_TEACHERS[config.teacher].defaults))
     if unknown:
         valid = ", ".join(sorted(CIFAR_TEACHERS[config.teacher].defaults)) or "none"
@@ -205,7 +210,7 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
         torch.manual_seed(seed + 1000)
         net = build_net(config.teacher_net, NUM_CLASSES, **config.teacher_net_options)
         if kind == "vi":
-            bayesianize(net, opts["prior_sigma"], opts["rho_init"])
+            bayesianize(net, opts["prior_sigma"], opts["rho_init"], opts["layers"])
     fast = Precision.of(config.precision, device)
     net = fast.prepare(net)
     loader = _loader(train, config, seed + 5000, fast)
@@ -214,8 +219,6 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
     opt, sched = make_optimizer(net.parameters(), optim, config.teacher_epochs)
     anneal = config.teacher_epochs // 2 if opts.get("anneal_epochs") is None else int(opts["anneal_epochs"])
     n = len(train)
-    if kind == "vi":
-        from bayesian_torch.models.dnn_to_bnn import get_kl_loss
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed + 6000)
         for epoch in range(config.teacher_epochs):
@@ -226,7 +229,7 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
                     logits = net(xb)
                 loss = F.cross_entropy(logits.float(), yb)
                 if factor > 0:
-                    loss = loss + factor * get_kl_loss(net) / n
+                    loss = loss + factor * vi_kl(net) / n
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

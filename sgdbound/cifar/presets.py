@@ -21,9 +21,9 @@ What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``tr
   over the weights but Ritter et al.'s (2021) inducing-weight VI: every Conv2d gets 128 × 128 inducing weights
   (the Linear head 100 × 128), a fully factorised Gaussian ``q(U)`` in whitened space (``max_sd_u`` 0.1), a
   learned ``λ`` (init 1e-3, at most 0.03) in the matrix-normal ``p(W | U)``, prior sd 1, sqrt-width scaling.
-  sgdbound's VI teacher is bayesian-torch's mean-field reparameterisation (the library the project uses; no
-  inducing-weight layers exist there, and ``bayesianize`` is not on PyPI), trained on the same schedule; its
-  accuracy and calibration need not match the paper's VI teacher.
+  ``bayesianize`` is not on PyPI and bayesian-torch has no such layers, so the VI presets use sgdbound's own
+  inducing-weight layers (``sgdbound.cifar.inducing``, teacher option ``layers="inducing"``) with these settings;
+  ``layers="mean_field"`` selects bayesian-torch's mean-field reparameterisation instead.
 * Laplace teacher: post hoc on the deterministic teacher, last layer, fitted on the augmented training set with
   batch 20. Script defaults: ``diag`` Hessian, prior precision by ``gridsearch``; the README example and the
   student example's folder name use ``kron`` and ``marglik``; both predict with ``glm`` + ``probit``.
@@ -82,6 +82,10 @@ class VIConfig:
     annealing_epochs: int = 50
     test_samples: int = 1
     layer_config: str = "ffg_u_cifar100"
+
+
+#: The official VI layer configurations and the VI teacher's ``layers`` option that implements each.
+VI_LAYER_KINDS = {"ffg_u_cifar100": "inducing", "mean_field": "mean_field"}
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,8 @@ def preset_config_fields(name: str) -> dict:
     sched = preset.schedule
     options: dict = {}
     if teacher.kind is TeacherKind.VI:
-        options = {"ml_epochs": teacher.vi.ml_epochs, "anneal_epochs": teacher.vi.annealing_epochs}
+        options = {"ml_epochs": teacher.vi.ml_epochs, "anneal_epochs": teacher.vi.annealing_epochs,
+                   "layers": VI_LAYER_KINDS[teacher.vi.layer_config]}
     elif teacher.kind is TeacherKind.LAPLACE:
         options = {"hessian": teacher.laplace.hessian_structure, "link": teacher.laplace.link_approx,
                    "prior": teacher.laplace.prior_method}

@@ -42,7 +42,7 @@ from sgdbound.kd.teacher_base import Teacher
 
 __all__ = ["CIFAR_TEACHERS", "CifarTeacher", "DeterministicCifarTeacher", "VICifarTeacher", "LaplaceCifarTeacher",
            "FlatNet", "build_net", "bayesianize", "base_kind", "save_teacher_checkpoint", "check_teacher_checkpoint",
-           "load_teacher_net", "CHECKPOINT_FORMAT", "STUDENT_EXTRA_NETS"]
+           "load_teacher_net", "CHECKPOINT_FORMAT", "STUDENT_EXTRA_NETS", "VI_LAYERS", "vi_kl"]
 
 CHECKPOINT_FORMAT = "sgdbound-cifar-teacher-v1"
 #: Students beyond the zoo: ``sgdbound.kd.nets`` MLPs on the flattened image (tests, quick baselines).
@@ -78,15 +78,39 @@ def build_net(name: str, num_classes: int = 100, **options) -> nn.Module:
     return build_model(name, num_classes)
 
 
-def bayesianize(net: nn.Module, prior_sigma: float = 1.0, rho_init: float = -4.0) -> nn.Module:
-    """Turn every ``Linear``/``Conv`` of ``net`` into a bayesian-torch mean-field reparameterisation layer, in
-    place (the architecture stays the same, so a VI checkpoint is rebuilt by calling this on a fresh net)."""
+#: The VI teacher's layers: bayesian-torch's mean-field reparameterisation, or inducing weights (Ritter et al.
+#: 2021, ``sgdbound.cifar.inducing``: the paper's VI teacher, the official ``ffg_u_cifar100`` configuration).
+VI_LAYERS = ("mean_field", "inducing")
+
+
+def bayesianize(net: nn.Module, prior_sigma: float = 1.0, rho_init: float = -4.0,
+                layers: str = "mean_field") -> nn.Module:
+    """Turn every ``Linear``/``Conv`` of ``net`` into a Bayesian layer, in place (the architecture stays the same,
+    so a VI checkpoint is rebuilt by calling this on a fresh net): bayesian-torch's mean-field reparameterisation
+    (prior ``N(0, prior_sigma²)``, ``σ = softplus(rho_init)`` at the start), or with ``layers="inducing"`` the
+    inducing-weight layers with the official ``ffg_u_cifar100`` settings (``prior_sigma``/``rho_init`` unused)."""
+    if layers not in VI_LAYERS:
+        raise ValueError(f"layers must be one of {', '.join(VI_LAYERS)}, got {layers!r}")
+    if layers == "inducing":
+        from sgdbound.cifar.inducing import inducing_bayesianize
+
+        return inducing_bayesianize(net)
     from bayesian_torch.models.dnn_to_bnn import dnn_to_bnn
 
     dnn_to_bnn(net, {"prior_mu": 0.0, "prior_sigma": float(prior_sigma), "posterior_mu_init": 0.0,
                      "posterior_rho_init": float(rho_init), "type": "Reparameterization", "moped_enable": False,
                      "moped_delta": 0.1})
     return net
+
+
+def vi_kl(net: nn.Module) -> torch.Tensor:
+    """``KL(q ‖ p)`` of all the Bayesian layers of ``net`` (bayesian-torch's and inducing-weight ones)."""
+    from bayesian_torch.models.dnn_to_bnn import get_kl_loss
+
+    from sgdbound.cifar.inducing import inducing_kl
+
+    mean_field = get_kl_loss(net)  # None when the net has no bayesian-torch layer
+    return inducing_kl(net) if mean_field is None else mean_field + inducing_kl(net)
 
 
 def base_kind(kind: str) -> str:
@@ -129,18 +153,20 @@ class DeterministicCifarTeacher(CifarTeacher):
 
 class VICifarTeacher(CifarTeacher):
     """Options (training, see :func:`sgdbound.cifar.kd.train_teacher_net`): ``prior_sigma``, ``rho_init``,
-    ``ml_epochs`` (epochs of NLL only), ``anneal_epochs`` (epochs of the linear KL ramp; None: half the epochs).
+    ``ml_epochs`` (epochs of NLL only), ``anneal_epochs`` (epochs of the linear KL ramp; None: half the epochs),
+    ``layers`` (``mean_field``: bayesian-torch; ``inducing``: the paper's inducing-weight VI, :data:`VI_LAYERS`).
     Prediction: ``S`` weight draws by :func:`sgdbound.kd.vi_batch.vi_logit_samples`, batched on CUDA or in bf16
     (at most about 8192 images per vmapped pass), the ``S``-pass loop in float32 on the CPU (as fast there)."""
 
     kind = "vi"
-    defaults = {"prior_sigma": 1.0, "rho_init": -4.0, "ml_epochs": 0, "anneal_epochs": None}
+    defaults = {"prior_sigma": 1.0, "rho_init": -4.0, "ml_epochs": 0, "anneal_epochs": None, "layers": "mean_field"}
 
     def sample_logits(self, x, samples):
         from sgdbound.kd.vi_batch import vi_logit_samples
 
-        # bf16 (CUDA, or precision="bf16" on the CPU for the tests): batched; fp32 on the CPU: the loop is as fast
-        method = "batched" if self.fast.bf16 else "auto"
+        # bf16 (CUDA, or precision="bf16" on the CPU for the tests): batched; fp32 on the CPU: the loop is as fast;
+        # inducing-weight layers: the loop (each pass draws its weights, sample by sample)
+        method = "loop" if self.options["layers"] == "inducing" else "batched" if self.fast.bf16 else "auto"
         group = max(1, 8192 // max(1, len(x)))  # samples per vmapped pass: activations of ~8192 images at most
 
         def draw() -> torch.Tensor:
@@ -306,6 +332,11 @@ def load_teacher_net(payload: dict, options: dict | None = None, net_options: di
     net = build_net(payload["arch"], payload["num_classes"], **(net_options or {}))
     if payload["kind"] == "vi":
         opts = {**VICifarTeacher.defaults, **(options or {})}
-        bayesianize(net, opts["prior_sigma"], opts["rho_init"])
-    net.load_state_dict(payload["state_dict"], strict=True)
+        bayesianize(net, opts["prior_sigma"], opts["rho_init"], opts["layers"])
+    try:
+        net.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as error:
+        what = f" with {opts['layers']} VI layers" if payload["kind"] == "vi" else ""
+        raise ValueError(f"the teacher checkpoint does not load into a {payload['arch']!r} network{what} "
+                         f"(teacher_options layers: {', '.join(VI_LAYERS)}): {str(error).splitlines()[0]}") from None
     return net
