@@ -163,6 +163,26 @@ def test_bayesianize_wrn_forward_sampling_and_official_sizes():
     assert torch.isfinite(inducing_kl(net))
 
 
+def test_bf16_autocast_draws_weights_in_float32():
+    """Under bf16 autocast (the CUDA fast path) the weights are drawn in float32 (a bf16 Gram matrix is not
+    positive definite once training has shrunk D) and only the conv runs in bf16: same draws as in float32."""
+    torch.manual_seed(0)
+    net = inducing_bayesianize(build_model("wrn_16_1", 10), **INDUCING_DEFAULTS)  # train mode: no cached factors
+    for m in net.modules():
+        if isinstance(m, (InducingConv2d, InducingLinear)):
+            m.d_row.data.fill_(-14.0)  # softplus ≈ 1e-6: D² ≈ 1e-12, far below bf16's resolution of Z Zᵀ
+            m.d_col.data.fill_(-14.0)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        full = net(x)
+        torch.manual_seed(1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = net(x)
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half.float()).all()
+    torch.testing.assert_close(half.float(), full, rtol=0.1, atol=0.1 * full.abs().max().item())
+
+
 def test_bad_hyperparameters_and_layers_raise():
     lin = nn.Linear(3, 2)
     for kwargs, match in [({"max_lamda": 0.0}, "max_lamda"), ({"init_lamda": 0.1}, "init_lamda"),

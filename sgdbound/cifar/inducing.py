@@ -228,7 +228,10 @@ class _InducingLayer(nn.Module):
         return self.weight_from_normals(*self.draw_standard_normals(sample_shape, generator))
 
     def _split(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        w = self.sample_weight_matrix()
+        # the factors and the draw stay in the parameters' precision under autocast: a Gram matrix rounded to bf16
+        # is not positive definite (its smallest eigenvalues are D² ~ 1e-6); the layer's conv/matmul is autocast
+        with torch.autocast(self.mu_u.device.type, enabled=False):
+            w = self.sample_weight_matrix()
         return (w[:, :-1], w[:, -1]) if self.has_bias else (w, None)
 
 
