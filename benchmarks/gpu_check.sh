@@ -42,15 +42,15 @@ if [ -z "${SMOKE:-}" ]; then
 else
   STEPS=()
 fi
-step cifar 150 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" \
+step cifar 140 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" \
   --pipeline-teachers deterministic vi laplace --json "$OUT/cifar.json"
 # compiled with mode reduce-overhead: inductor plus CUDA graphs (where inductor finds the graph safe to capture;
 # otherwise it falls back to plain compiled kernels and says so in the log)
-step cifar_compiled 180 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile reduce-overhead \
+step cifar_compiled 175 "$PY" benchmarks/bench_gpu.py --device "$DEVICE" "${STEPS[@]}" "${EXTRA[@]}" --compile reduce-overhead \
   --json "$OUT/cifar_compiled.json"
 # VI teacher: S = 10 weight draws as 10 passes against one batched (vmapped) pass, and their agreement
 VI_ARGS=(); if [ -n "${SMOKE:-}" ]; then VI_ARGS=(--archs wrn_16_1 --n 10 --samples 3); fi
-step vi 45 "$PY" benchmarks/bench_vi.py --device "$DEVICE" "${VI_ARGS[@]}" --json "$OUT/vi.json"
+step vi 30 "$PY" benchmarks/bench_vi.py --device "$DEVICE" "${VI_ARGS[@]}" --json "$OUT/vi.json"
 
 # short real-shape distillation through the CLI: the paper's pair on 5,000 fake training images (SMOKE: tiny nets)
 if [ -z "${SMOKE:-}" ]; then
@@ -61,7 +61,7 @@ fi
 "$PY" -c "from sgdbound.cifar import write_fake_cifar100 as w; w('$OUT/fake_cifar', $N_TRAIN, $N_TEST)"
 rm -rf "$OUT/distill"
 for KIND in deterministic laplace vi; do
-  step "distill_$KIND" 35 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
+  step "distill_$KIND" 45 "$PY" -c 'import sys; from sgdbound.cli import main; sys.exit(main(sys.argv[1:]))' distill --preset "kd-resnet50-resnet18-$KIND" \
     --data-root "$OUT/fake_cifar" --device "$DEVICE" --epochs 2 --teacher-epochs 1 "${NETS[@]}" --out "$OUT/distill"
 done
 "$PY" - "$OUT" <<'PY'
