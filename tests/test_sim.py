@@ -89,6 +89,19 @@ def test_batched_mlp_gradients_and_optimizers_match_autograd(activation, batch, 
         torch.testing.assert_close(student.params[-1][i], m.head.bias.detach(), rtol=1e-10, atol=1e-12)
 
 
+def _replica_modules(student: BatchedMLP, dim: int, k: int, hidden: int, activation: str) -> list:
+    """One float64 ``MLP`` per replica of a one-hidden-layer ``student``, holding that replica's parameters."""
+    models = []
+    for i in range(student.params[0].shape[0]):
+        m = MLP(dim, k, hidden=(hidden,), activation=activation, dtype=F64)
+        with torch.no_grad():
+            for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
+                layer.weight.copy_(student.params[2 * j][i].T)
+                layer.bias.copy_(student.params[2 * j + 1][i])
+        models.append(m)
+    return models
+
+
 @pytest.mark.parametrize("activation,batch,momentum", [("tanh", 3, 0.9), ("relu", 3, 0.9), ("tanh", 3, 0.0),
                                                        ("relu", 1, 0.9), ("tanh", 1, 0.0)])
 def test_folded_sgd_update_matches_the_plain_update_and_torch_optim(activation, batch, momentum):
@@ -99,14 +112,7 @@ def test_folded_sgd_update_matches_the_plain_update_and_torch_optim(activation, 
     n, dim, k = 3, 4, 3
     folded = BatchedMLP.init(n, [dim, 6, k], activation, "random", gen, "cpu", F64)
     plain = BatchedMLP([p.clone() for p in folded.params], activation)
-    models = []
-    for i in range(n):
-        m = MLP(dim, k, hidden=(6,), activation=activation, dtype=F64)
-        with torch.no_grad():
-            for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
-                layer.weight.copy_(folded.params[2 * j][i].T)
-                layer.bias.copy_(folded.params[2 * j + 1][i])
-        models.append(m)
+    models = _replica_modules(folded, dim, k, 6, activation)
     lrs = torch.tensor([0.1, 0.03, 0.2], dtype=F64)
     opt_folded = BatchedSGD(folded.params, momentum=momentum, flat=folded.flat)
     opt_plain = BatchedSGD(plain.params, momentum=momentum)
@@ -145,14 +151,7 @@ def test_flat_adam_matches_torch_optim(activation, batch):
     gen = torch.Generator().manual_seed(3)
     n, dim, k = 3, 4, 3
     student = BatchedMLP.init(n, [dim, 5, k], activation, "random", gen, "cpu", F64)
-    models = []
-    for i in range(n):
-        m = MLP(dim, k, hidden=(5,), activation=activation, dtype=F64)
-        with torch.no_grad():
-            for j, layer in enumerate(layer for layer in m.modules() if isinstance(layer, torch.nn.Linear)):
-                layer.weight.copy_(student.params[2 * j][i].T)
-                layer.bias.copy_(student.params[2 * j + 1][i])
-        models.append(m)
+    models = _replica_modules(student, dim, k, 5, activation)
     lrs = torch.tensor([1e-2, 3e-2, 5e-3], dtype=F64)
     opt = BatchedAdam(student.params, flat=student.flat)
     opts = [torch.optim.Adam(m.parameters(), lr=float(lrs[i])) for i, m in enumerate(models)]
