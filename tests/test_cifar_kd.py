@@ -383,7 +383,9 @@ def test_inducing_vi_teacher_trains_caches_and_distils(root, tmp_path):
     assert path.exists() and torch.isfinite(torch.tensor(first.train_loss)).all()
     second = distill(dataclasses.replace(config, seed=1, teacher_seed=0), tmp_path)
     assert second.teacher == first.teacher  # the cached network, the same test draws
-    payload = check_teacher_checkpoint(path, "wrn_16_1", 100, "vi")
+    with pytest.raises(ValueError, match="holds a VI network with inducing layers, but the run asks for mean_field"):
+        check_teacher_checkpoint(path, "wrn_16_1", 100, "vi")
+    payload = check_teacher_checkpoint(path, "wrn_16_1", 100, "vi", vi_layers="inducing")
     net = load_teacher_net(payload, {"layers": "inducing"})
     assert any(type(m).__name__ == "InducingConv2d" for m in net.modules())
     teacher = VICifarTeacher(net, seed=2, layers="inducing")

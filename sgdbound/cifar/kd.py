@@ -70,6 +70,10 @@ log = logging.getLogger(__name__)
 NUM_CLASSES = 100
 
 
+def _vi_layers(config) -> str:
+    return config.teacher_options.get("layers", "mean_field") if config.teacher == "vi" else "mean_field"
+
+
 def check_cifar_config(config) -> None:
     """Validation of a ``DistillConfig`` with ``dataset="cifar100"`` (called from its ``__post_init__``)."""
     if config.data_root is None:
@@ -93,7 +97,7 @@ def check_cifar_config(config) -> None:
         raise ValueError(f"device {config.device!r} is not a torch device ({error})") from None
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda[:i], got {config.device!r}")
-    layers = config.teacher_options.get("layers", "mean_field") if config.teacher == "vi" else "mean_field"
+    layers = _vi_layers(config)
     if layers not in VI_LAYERS:
         raise ValueError(f"teacher option layers must be one of {', '.join(VI_LAYERS)}, got {layers!r}")
     unknown = sorted(set(config.teacher_options) - set(CIFAR_TEACHERS[config.teacher].defaults))
@@ -107,7 +111,7 @@ def preflight(config) -> None:
     load_cifar100(config.data_root, "test")
     if config.lam > 0 and config.teacher_checkpoint is not None:
         check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
-                                 config.teacher_net_options)
+                                 config.teacher_net_options, vi_layers=_vi_layers(config))
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -261,7 +265,7 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
     (by rank 0, then cached; the other ranks wait and read it)."""
     if config.teacher_checkpoint is not None:
         payload = check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
-                                           config.teacher_net_options)
+                                           config.teacher_net_options, vi_layers=_vi_layers(config))
         net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
     else:
         path = None if out is None else teacher_path(config, out)
@@ -278,7 +282,7 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
                 raise ValueError("several processes need an output folder to share the teacher")
         if path is not None and path.exists():
             payload = check_teacher_checkpoint(path, config.teacher_net, NUM_CLASSES, config.teacher,
-                                               config.teacher_net_options)
+                                               config.teacher_net_options, vi_layers=_vi_layers(config))
             net = load_teacher_net(payload, config.teacher_options, config.teacher_net_options)
     options = {k: v for k, v in config.teacher_options.items()}
     fast = Precision.of(config.precision, ctx.device)
@@ -368,7 +372,7 @@ def distill_cifar_group(configs, out: str | Path | None = None, *, resume: bool 
     test = load_cifar100(config.data_root, "test")
     if config.lam > 0 and config.teacher_checkpoint is not None:
         check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
-                                 config.teacher_net_options)
+                                 config.teacher_net_options, vi_layers=_vi_layers(config))
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} asked for, but this torch build sees no CUDA device")
     ctx = DistContext.setup(config.device)

@@ -281,11 +281,16 @@ def _listing(keys: Sequence[str]) -> str:
     return ", ".join(keys[:4]) + (f", … ({len(keys)} in all)" if len(keys) > 4 else "")
 
 
+def _vi_layers_of(state: dict) -> str:
+    """Which VI layers a state dict holds: inducing-weight layers have ``z_row``, bayesian-torch's ``rho_*``."""
+    return "inducing" if any(k.endswith(".z_row") for k in state) else "mean_field"
+
+
 def check_teacher_checkpoint(path: str | Path, arch: str, num_classes: int, kind: str,
-                             net_options: dict | None = None) -> dict:
+                             net_options: dict | None = None, vi_layers: str = "mean_field") -> dict:
     """Load ``path`` and make sure it is a ``kind`` teacher (``laplace`` needs a deterministic network) of
-    architecture ``arch`` with ``num_classes`` classes; ``ValueError`` listing what was expected otherwise.
-    Returns ``{"arch", "num_classes", "kind", "state_dict"}``."""
+    architecture ``arch`` with ``num_classes`` classes, a VI one with ``vi_layers`` layers; ``ValueError`` listing
+    what was expected otherwise. Returns ``{"arch", "num_classes", "kind", "state_dict"}``."""
     expected = (f"expected a {base_kind(kind)} {arch!r} network with {num_classes} classes (teacher_net={arch!r}, "
                 f"teacher={kind!r}, dataset cifar100; valid architectures: {', '.join(sorted(MODELS))})")
     path = Path(path)
@@ -302,6 +307,9 @@ def check_teacher_checkpoint(path: str | Path, arch: str, num_classes: int, kind
             raise ValueError(f"teacher checkpoint {str(path)!r} holds a {got[2]} {got[0]!r} network with {got[1]} "
                              f"classes; {expected}")
         state = payload["state_dict"]
+        if got[2] == "vi" and _vi_layers_of(state) != vi_layers:
+            raise ValueError(f"teacher checkpoint {str(path)!r} holds a VI network with {_vi_layers_of(state)} layers, "
+                             f"but the run asks for {vi_layers} (teacher option layers; valid: {', '.join(VI_LAYERS)})")
     elif isinstance(payload, dict) and payload and all(torch.is_tensor(v) for v in payload.values()):
         state = payload  # a raw state dict (official snapshot_sd.pt): it must load into the expected network
         if base_kind(kind) == "vi":
