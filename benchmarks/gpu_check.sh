@@ -8,6 +8,8 @@
 # sim.json, cifar.json, cifar_compiled.json, vi.json, distill.json, and a log per step).
 #
 #   OUT=/some/dir bash benchmarks/gpu_check.sh        # OUT defaults to results/gpu_check
+#   On the lent GPU machine (torch there, laplace-torch / bayesian-torch not): first, here,
+#   `bash benchmarks/gpu_wheels.sh`, then run the check with `carry: [".whl"]`; the wheels go to /tmp/site.
 #   DEVICE=cpu SMOKE=1 bash benchmarks/gpu_check.sh    # dry run of the script itself on a CPU (no simulator step)
 #
 # Each step has its own time limit and a failed or timed-out step is recorded, not fatal. Limits add up to <10 min;
@@ -18,6 +20,10 @@ OUT="${OUT:-results/gpu_check}"
 mkdir -p "$OUT"
 if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then  # wheels carried by benchmarks/gpu_wheels.sh
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$(pwd)"
 START=$(date +%s)
