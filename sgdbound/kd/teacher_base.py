@@ -91,26 +91,10 @@ class Teacher(ABC):
 
         ``seed`` fixes the Monte Carlo draws (default: the teacher's seed, so a teacher is one fixed function).
         """
-        if not self.fitted:
-            raise ValueError(f"the {self.kind!r} teacher must be fit before probs()")
         if int(samples) != samples or samples < 1:
             raise ValueError(f"samples (S) must be an integer >= 1, got {samples!r}")
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
-        means, per = [], []
-        with seeded(self.seed + 7919 if seed is None else seed):
-            for part in x.split(chunk):
-                closed = self._mean_probs(part, int(samples), float(temperature))
-                if closed is not None and not return_samples:
-                    means.append(closed)
-                    continue
-                sample_probs = torch.softmax(self.sample_logits(part, int(samples)) / temperature, dim=-1)
-                means.append(sample_probs.mean(0) if closed is None else closed)
-                per.append(sample_probs)
-        mean = torch.cat(means)
-        if not return_samples:
-            return mean
-        return mean, torch.cat(per, dim=1)
+        (mean,), per = self._sampled_means(x, [int(samples)], temperature, seed, chunk, return_samples)
+        return (mean, per) if return_samples else mean
 
     @torch.no_grad()
     def probs_prefixes(self, x: torch.Tensor, counts: list[int], temperature: float = 1.0, *,
@@ -120,26 +104,29 @@ class Teacher(ABC):
 
         For teachers whose draws are sample-major (deterministic, VI: ``S`` samples are the first ``S`` of more from
         one seed, tested) each entry equals the separate call bitwise; for the others each is still the mean of
-        ``S`` independent samples, only coupled across ``S``. One count: exactly ``probs``."""
+        ``S`` independent samples, only coupled across ``S``."""
         if not counts or any(int(c) != c or c < 1 for c in counts):
             raise ValueError(f"counts (S values) must be integers >= 1, got {counts!r}")
-        counts = [int(c) for c in counts]
-        if len(set(counts)) == 1:
-            return [self.probs(x, counts[0], temperature, seed=seed, chunk=chunk)] * len(counts)
+        means, _ = self._sampled_means(x, [int(c) for c in counts], temperature, seed, chunk, False)
+        return means
+
+    def _sampled_means(self, x: torch.Tensor, counts: list[int], temperature: float, seed: int | None, chunk: int,
+                       keep_samples: bool) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """One draw of ``max(counts)`` samples per chunk of ``x``: the mean of the first ``S`` for each ``S`` in
+        ``counts`` (the closed form where the method has one), and the per-sample probabilities if kept."""
         if not self.fitted:
             raise ValueError(f"the {self.kind!r} teacher must be fit before probs()")
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be positive and finite, got {temperature!r}")
         most = max(counts)
-        parts: list[list[torch.Tensor]] = [[] for _ in counts]
+        means: list[list[torch.Tensor]] = [[] for _ in counts]
+        per = []
         with seeded(self.seed + 7919 if seed is None else seed):
             for part in x.split(chunk):
                 closed = self._mean_probs(part, most, float(temperature))
-                if closed is not None:
-                    for out in parts:
-                        out.append(closed)
-                    continue
-                sample_probs = torch.softmax(self.sample_logits(part, most) / temperature, dim=-1)
-                for out, count in zip(parts, counts):
-                    out.append(sample_probs[:count].mean(0))
-        return [torch.cat(out) for out in parts]
+                if closed is None or keep_samples:
+                    sample_probs = torch.softmax(self.sample_logits(part, most) / temperature, dim=-1)
+                    per.append(sample_probs)
+                for out, count in zip(means, counts):
+                    out.append(sample_probs[:count].mean(0) if closed is None else closed)
+        return [torch.cat(out) for out in means], torch.cat(per, dim=1) if keep_samples else None
