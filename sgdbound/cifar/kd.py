@@ -58,6 +58,7 @@ from sgdbound.cifar.teachers import (
 )
 from sgdbound.io import atomic_torch_save, provenance, write_json
 from sgdbound.kd.bayes_teachers import kl_weight
+from sgdbound.kd.distill import DistillResult, checkpoint_due, epochs_for, teacher_targets
 from sgdbound.kd.loss import distillation_loss
 from sgdbound.kd.metrics import convergence_noise, prob_metrics
 from sgdbound.kd.train import OptimConfig, make_optimizer
@@ -293,15 +294,6 @@ def make_cifar_teacher(config, out: str | Path | None, train: CifarSplit, ctx: D
     return teacher
 
 
-def _targets(teacher, x: torch.Tensor, configs: list, seed: int) -> list[torch.Tensor]:
-    """The teacher's targets for each config of a group (they differ only in ``samples``), from one draw."""
-    config, counts = configs[0], [c.samples for c in configs]
-    if config.temper == "mean":
-        means = teacher.probs_prefixes(x, counts, 1.0, seed=seed)
-        return [torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1) for mean in means]
-    return teacher.probs_prefixes(x, counts, config.t_teacher, seed=seed)
-
-
 # ---------------------------------------------------------------------------------------------------- the run
 
 
@@ -357,8 +349,6 @@ def distill_cifar_group(configs, out: str | Path | None = None, *, resume: bool 
     (tested), at the teacher cost of the largest ``S`` instead of their sum. Each run keeps its own folder,
     checkpoints and ``result.json``; its ``epoch_seconds`` are the group's. Returns the results in the order of
     increasing ``S`` (None when stopped by ``stop_after``)."""
-    from sgdbound.kd.distill import DistillResult, checkpoint_due, epochs_for
-
     configs = check_group(configs)
     started = time.perf_counter()
     run_dirs = [None if out is None else Path(out) / c.run_id for c in configs]
@@ -369,16 +359,13 @@ def distill_cifar_group(configs, out: str | Path | None = None, *, resume: bool 
         return [finished[k] for k in range(len(configs))]
     config = configs[todo[0]]
     train_full = load_cifar100(config.data_root, "train")  # clear errors before anything else
-    test = load_cifar100(config.data_root, "test")
-    if config.lam > 0 and config.teacher_checkpoint is not None:
-        check_teacher_checkpoint(config.teacher_checkpoint, config.teacher_net, NUM_CLASSES, config.teacher,
-                                 config.teacher_net_options, vi_layers=_vi_layers(config))
+    test = load_cifar100(config.data_root, "test")  # a teacher checkpoint is checked as it is read, before training
     if torch.device(config.device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {config.device!r} asked for, but this torch build sees no CUDA device")
     ctx = DistContext.setup(config.device)
     try:
         trained = _run([configs[k] for k in todo], [run_dirs[k] for k in todo], out, train_full, test, ctx, resume,
-                       stop_after, started, DistillResult, epochs_for, checkpoint_due)
+                       stop_after, started)
     finally:
         ctx.close()
     if trained is None:
@@ -471,8 +458,7 @@ def _teacher_metrics(teacher, students: list[_Student], x_test, test, ctx) -> li
     return metrics
 
 
-def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, started, result_cls, epochs_for,
-         checkpoint_due):
+def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, started):
     config, device = configs[0], ctx.device
     train = train_full if config.beta >= 1 else train_full.subset(
         fewshot_indices(train_full.labels, int(round(100 * config.beta))))
@@ -498,8 +484,8 @@ def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, star
                 part = _shard(n_global, ctx)
                 xb, yb = xb[part], yb[part]
                 if teacher is not None:
-                    targets = _targets(teacher, xb, [s.config for s in active],
-                                       seed=config.seed * 7_919 + epoch * 100_003 + step)
+                    targets = teacher_targets(teacher, xb, [s.config for s in active],
+                                              seed=config.seed * 7_919 + epoch * 100_003 + step)
                 else:
                     targets = [uniform.expand(yb.shape[0], -1)] * len(active)
                 for student, tb in zip(active, targets):
@@ -537,7 +523,7 @@ def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, star
     for student, metrics in zip(students, teacher_metrics):
         c, h = student.config, student.history
         acc = h["test_acc"]
-        result = result_cls(
+        result = DistillResult(
             run_id=c.run_id, config=c.to_dict(), train_size=len(train), epochs_run=epochs, test_acc=acc,
             train_loss=h["train_loss"], final_acc=acc[-1], best_acc=max(acc),
             convergence_noise=convergence_noise(acc, c.last) if len(acc) >= 2 else math.nan, last=c.last,

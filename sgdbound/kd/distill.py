@@ -30,7 +30,7 @@ from sgdbound.kd.teachers import Teacher, check_teacher_name, make_teacher
 from sgdbound.kd.train import OptimConfig, batches, make_optimizer, predict_logits
 
 __all__ = ["DistillConfig", "DistillResult", "distill", "distill_group", "fit_teacher", "epochs_for",
-           "checkpoint_due"]
+           "checkpoint_due", "teacher_targets"]
 
 log = logging.getLogger(__name__)
 
@@ -225,11 +225,15 @@ def fit_teacher(config: DistillConfig, x: torch.Tensor, y: torch.Tensor, cache: 
     return teacher
 
 
-def _teacher_targets(teacher: Teacher, x: torch.Tensor, config: DistillConfig, seed: int | None = None):
+def teacher_targets(teacher: Teacher, x: torch.Tensor, configs: list[DistillConfig],
+                    seed: int | None = None) -> list[torch.Tensor]:
+    """The teacher's targets on ``x`` for each of ``configs`` (one run, or runs that differ only in ``samples``),
+    from one draw of the largest ``S``, tempered as ``temper`` says."""
+    config, counts = configs[0], [c.samples for c in configs]
     if config.temper == Temper.MEAN.value:
-        mean = teacher.probs(x, config.samples, 1.0, seed=seed)
-        return torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1)
-    return teacher.probs(x, config.samples, config.t_teacher, seed=seed)
+        means = teacher.probs_prefixes(x, counts, 1.0, seed=seed)
+        return [torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1) for mean in means]
+    return teacher.probs_prefixes(x, counts, config.t_teacher, seed=seed)
 
 
 def distill_group(configs: list[DistillConfig], out: str | Path | None = None, *, resume: bool = False,
@@ -277,7 +281,7 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
             teacher = fit_teacher(config, sub.x_train, sub.y_train, cache)
             test_probs = teacher.probs(data.x_test, config.samples, 1.0)
             teacher_metrics = dataclasses.asdict(prob_metrics(test_probs, data.y_test))
-            targets = None if config.redraw else _teacher_targets(teacher, sub.x_train, config)
+            targets = None if config.redraw else teacher_targets(teacher, sub.x_train, [config])[0]
             if run_dir is not None:
                 atomic_torch_save({"targets": targets, "metrics": teacher_metrics}, run_dir / "teacher.pt")
 
@@ -308,8 +312,8 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
             for idx in batches(sub.x_train.shape[0], config.batch_size, generator):
                 xb, yb = sub.x_train[idx], sub.y_train[idx]
                 if config.lam > 0:
-                    tb = targets[idx] if targets is not None else _teacher_targets(
-                        teacher, xb, config, seed=int(torch.randint(0, 2**31 - 1, ())))
+                    tb = targets[idx] if targets is not None else teacher_targets(
+                        teacher, xb, [config], seed=int(torch.randint(0, 2**31 - 1, ())))[0]
                 else:
                     tb = torch.full((xb.shape[0], data.num_classes), 1.0 / data.num_classes)
                 loss = distillation_loss(student(xb), yb, teacher_probs=tb, lam=config.lam,
