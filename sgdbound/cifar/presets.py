@@ -55,7 +55,8 @@ class TeacherKind(str, Enum):
     DETERMINISTIC = "deterministic"
     """One network trained with cross-entropy; ``softmax(z / T_t)``."""
     VI = "vi"
-    """Mean-field variational inference (Bayes by backprop); the mean of ``S`` sampled softmaxes."""
+    """Variational inference (the official one with inducing weights, see :class:`VIConfig`); the mean of ``S``
+    sampled softmaxes."""
     LAPLACE = "laplace"
     """Last-layer Laplace approximation fitted post hoc on the deterministic teacher; GLM predictive, probit."""
 
