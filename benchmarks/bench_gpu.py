@@ -14,7 +14,8 @@ uses: per-batch teacher targets through the ``Teacher`` interface, the run's los
 ``precision="auto"`` (the fast path on CUDA) and the teacher read from a checkpoint; its images per second are
 the training set size over the wall time of the last timed epoch (``DistillResult.epoch_seconds``; the first
 epoch, with cudnn autotuning and compilation, is not counted). ``--pipeline-teachers vi laplace`` adds those
-teacher kinds (VI with inducing weights and S = 1, Laplace with its probit predictive, as the presets).
+teacher kinds, with the loss, S, tempering and teacher options of the ``kd-resnet50-resnet18-*`` presets (VI with
+inducing weights and S = 1, Laplace with its probit predictive sharpened as ``p^(1/T)``).
 
 Data: synthetic files in the official python-pickle format written by ``write_fake_cifar100`` to a temporary
 folder, read back with ``load_cifar100`` (random pixels: throughput does not depend on them).
@@ -152,18 +153,20 @@ def fast(split, args, device: torch.device, compile_: bool) -> dict:
 
 def pipeline(root: str, args, device: torch.device, kind: str, compile_) -> dict:
     """``sgdbound.kd.distill`` on the CIFAR-format folder ``root``: ``args.pipeline_epochs`` epochs, the last timed."""
+    from sgdbound.cifar.presets import preset_config_fields
     from sgdbound.cifar.teachers import bayesianize, save_teacher_checkpoint
     from sgdbound.kd.distill import DistillConfig, distill
 
+    # the loss, S, tempering and teacher options of the paper's preset for this kind (VI: inducing weights)
+    preset = preset_config_fields(f"kd-resnet50-resnet18-{kind}")
+    settings = {k: preset[k] for k in ("lam", "t_teacher", "t_student", "samples", "temper", "convention",
+                                       "teacher_options")}
     torch.manual_seed(0)
     net = build_model(args.teacher)
     if kind == "vi":
-        bayesianize(net, layers="inducing")  # the paper's VI teacher (the VI presets' layers)
+        bayesianize(net, layers=settings["teacher_options"].get("layers", "mean_field"))
     checkpoint = f"{root}/teacher-{kind}.pt"
     save_teacher_checkpoint(checkpoint, net, arch=args.teacher, num_classes=100, kind=kind)
-    settings = {"vi": dict(lam=0.7, t_teacher=4.0, t_student=1.0, samples=1, teacher_options={"layers": "inducing"}),
-                "laplace": dict(lam=1.0, t_teacher=2.0, t_student=2.0, samples=1)}.get(
-        kind, dict(lam=KD.lam, t_teacher=KD.t_teacher, t_student=KD.t_student, samples=1))
     config = DistillConfig(dataset="cifar100", data_root=root, teacher=kind, teacher_net=args.teacher,
                            student=args.student, batch_size=args.batch_size, epochs=args.pipeline_epochs,
                            teacher_checkpoint=checkpoint, device=str(device), compile=compile_ or False, **settings)
