@@ -409,11 +409,10 @@ class _Student:
                 model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         self.model = model
         self.forward = _compiled(model, config.compile)
-        self.cuda = ctx.device if ctx.device.type == "cuda" else None
 
     def begin_epoch(self, epoch: int) -> None:
         torch.manual_seed(self.config.seed * 1_000_003 + epoch)  # dropout masks etc.: a function of the epoch
-        self.rng = (torch.get_rng_state(), None if self.cuda is None else torch.cuda.get_rng_state(self.cuda))
+        self.rng = self._rng_state()
         self.model.train()
         self.total = torch.zeros((), dtype=torch.float64, device=self.device)
         self.count = 0
@@ -425,10 +424,15 @@ class _Student:
             yield
             return
         torch.set_rng_state(self.rng[0])
-        if self.cuda is not None:
-            torch.cuda.set_rng_state(self.rng[1], self.cuda)
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(self.rng[1], self.device)
         yield
-        self.rng = (torch.get_rng_state(), None if self.cuda is None else torch.cuda.get_rng_state(self.cuda))
+        self.rng = self._rng_state()
+
+    def _rng_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The global CPU generator's state and, on CUDA, the device generator's."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        return torch.get_rng_state(), cuda
 
     def checkpoint(self, epoch: int) -> None:
         atomic_torch_save({"student": self.net.state_dict(), "optimizer": self.opt.state_dict(),
