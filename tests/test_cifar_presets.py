@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 
+from sgdbound.cifar.data import write_fake_cifar100
 from sgdbound.cifar.models import MODELS
 from sgdbound.cifar.presets import (
     FEWSHOT_PERCENTS,
@@ -17,6 +18,7 @@ from sgdbound.cifar.presets import (
     TeacherKind,
     TeacherPreset,
     get_preset,
+    preset_configs,
 )
 
 # (λ, T_t, T_s, S) from the official README's train_student.py examples
@@ -36,9 +38,23 @@ def test_official_hyperparameters_per_teacher_kind(kind):
 
 def test_schedules_are_the_official_ones():
     for preset in PRESETS.values():
-        s = preset.schedule
-        assert (s.optimizer, s.lr, s.batch_size, s.epochs, s.milestones, s.gamma, s.weight_decay) == (
-            "adam", 1e-3, 100, 200, (100,), 0.1, 0.0)
+        s = preset.optim
+        assert (s.optimizer, s.lr, s.batch_size, preset.epochs, s.schedule, s.milestones, s.gamma, s.weight_decay) == (
+            "adam", 1e-3, 100, 200, "step", (100,), 0.1, 0.0)
+
+
+def test_runs_train_with_the_presets_optimisers(tmp_path):
+    # the DistillConfig a preset expands to rebuilds the preset's optimiser for the student and for the teacher
+    # (gamma and weight decay are not config fields: OptimConfig's defaults must be the official values)
+    students = [n for n in PRESETS if isinstance(PRESETS[n], StudentPreset)]
+    root = str(write_fake_cifar100(tmp_path, n_train=10, n_test=10))
+    _, configs = preset_configs(students, data_root=root, seeds=[0])
+    assert len(configs) == len(students)
+    for name, config in zip(students, configs, strict=True):
+        preset = PRESETS[name]
+        assert config.student_optim() == preset.optim
+        assert config.teacher_optim() == get_preset(preset.teacher).optim
+        assert (config.epochs, config.teacher_epochs) == (preset.epochs, get_preset(preset.teacher).epochs)
 
 
 def test_teachers_cover_every_pair_and_kind():

@@ -61,7 +61,7 @@ from sgdbound.kd.bayes_teachers import kl_weight
 from sgdbound.kd.distill import DistillResult, checkpoint_due, epochs_for, teacher_targets
 from sgdbound.kd.loss import distillation_loss
 from sgdbound.kd.metrics import convergence_noise, prob_metrics
-from sgdbound.kd.train import OptimConfig, make_optimizer
+from sgdbound.kd.train import make_optimizer
 
 __all__ = ["check_cifar_config", "distill_cifar", "preflight", "train_teacher_net", "teacher_path", "DistContext",
            "ensure_teacher",
@@ -219,9 +219,7 @@ def train_teacher_net(config, train: CifarSplit, device: torch.device | str = "c
     fast = Precision.of(config.precision, device)
     net = fast.prepare(net)
     loader = _loader(train, config, seed + 5000, fast)
-    optim = OptimConfig("adam", config.teacher_lr, schedule="step" if config.milestones else "none",
-                        milestones=config.milestones, batch_size=config.batch_size)
-    opt, sched = make_optimizer(net.parameters(), optim, config.teacher_epochs)
+    opt, sched = make_optimizer(net.parameters(), config.teacher_optim(), config.teacher_epochs)
     anneal = config.teacher_epochs // 2 if opts.get("anneal_epochs") is None else int(opts["anneal_epochs"])
     n = len(train)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -387,10 +385,7 @@ class _Student:
             torch.manual_seed(config.seed + 2000)
             net = build_net(config.student, NUM_CLASSES, **config.student_options)
         self.net = fast.prepare(net)
-        schedule = config.schedule if config.schedule != "none" or not config.milestones else "step"
-        optim = OptimConfig(config.optimizer, config.lr, schedule=schedule, milestones=config.milestones,
-                            batch_size=config.batch_size)
-        self.opt, self.sched = make_optimizer(self.net.parameters(), optim, epochs)
+        self.opt, self.sched = make_optimizer(self.net.parameters(), config.student_optim(), epochs)
         self.history: dict[str, list] = {"test_acc": [], "train_loss": []}
         self.start = 0
         if self.ckpt is not None:

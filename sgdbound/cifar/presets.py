@@ -41,12 +41,15 @@ What the official code does (``scripts/train_teacher_deterministic_VI.py``, ``tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["TeacherKind", "Schedule", "VIConfig", "LaplaceConfig", "KDConfig", "TeacherPreset", "StudentPreset",
-           "PAIRS", "PAPER_ACCURACY", "PRESETS", "KD_DEFAULTS", "FEWSHOT_PERCENTS", "MC_SAMPLES", "get_preset",
-           "expand_presets", "preset_config_fields", "preset_configs", "NOISE_WINDOW"]
+from sgdbound.kd.train import OptimConfig
+
+__all__ = ["TeacherKind", "OFFICIAL_OPTIM", "OFFICIAL_EPOCHS", "VIConfig", "LaplaceConfig", "KDConfig",
+           "TeacherPreset", "StudentPreset", "PAIRS", "PAPER_ACCURACY", "PRESETS", "KD_DEFAULTS", "FEWSHOT_PERCENTS",
+           "MC_SAMPLES", "get_preset", "expand_presets", "preset_config_fields", "preset_configs", "NOISE_WINDOW"]
 
 
 class TeacherKind(str, Enum):
@@ -61,17 +64,12 @@ class TeacherKind(str, Enum):
     """Last-layer Laplace approximation fitted post hoc on the deterministic teacher; GLM predictive, probit."""
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """Optimiser and step schedule shared by teachers and students in the official scripts."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 100
-    epochs: int = 200
-    milestones: tuple[int, ...] = (100,)
-    gamma: float = 0.1
+#: The optimiser of the official teachers and students: Adam, lr 1e-3, no weight decay, batch 100, lr × 0.1 at
+#: epoch 100 (MobileNetV2 / ShuffleNetV2: lr 1e-2).
+OFFICIAL_OPTIM = OptimConfig("adam", 1e-3, weight_decay=0.0, schedule="step", milestones=(100,), gamma=0.1,
+                             batch_size=100)
+#: Epochs of every official teacher and (full-data or few-shot) student run.
+OFFICIAL_EPOCHS = 200
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,8 @@ class TeacherPreset:
     name: str
     arch: str
     kind: TeacherKind
-    schedule: Schedule = field(default_factory=Schedule)
+    optim: OptimConfig = OFFICIAL_OPTIM
+    epochs: int = OFFICIAL_EPOCHS
     vi: VIConfig | None = None
     laplace: LaplaceConfig | None = None
 
@@ -140,7 +139,8 @@ class StudentPreset:
     student: str
     kind: TeacherKind
     kd: KDConfig
-    schedule: Schedule = field(default_factory=Schedule)
+    optim: OptimConfig = OFFICIAL_OPTIM
+    epochs: int = OFFICIAL_EPOCHS
     fewshot_percent: int | None = None
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     paper_accuracy: float | None = None
@@ -175,8 +175,8 @@ MC_SWEEP_KD = {"lam": 1.0, "t_teacher": 1.0, "t_student": 1.0}
 SWEEP_PAIR = ("resnet50", "resnet18")
 
 
-def _lr_for(arch: str) -> Schedule:
-    return Schedule(lr=1e-2) if arch in ("mobilenetv2", "shufflenetv2") else Schedule()
+def _optim_for(arch: str) -> OptimConfig:
+    return dataclasses.replace(OFFICIAL_OPTIM, lr=1e-2) if arch in ("mobilenetv2", "shufflenetv2") else OFFICIAL_OPTIM
 
 
 def _build() -> dict[str, TeacherPreset | StudentPreset]:
@@ -184,25 +184,25 @@ def _build() -> dict[str, TeacherPreset | StudentPreset]:
     for arch in sorted({a for pair in PAIRS for a in pair[:1]}):
         for kind in TeacherKind:
             name = f"teacher-{arch}-{kind.value}"
-            presets[name] = TeacherPreset(name, arch, kind, _lr_for(arch),
+            presets[name] = TeacherPreset(name, arch, kind, _optim_for(arch),
                                           vi=VIConfig() if kind is TeacherKind.VI else None,
                                           laplace=LaplaceConfig() if kind is TeacherKind.LAPLACE else None)
     for teacher, student in PAIRS:
         for kind in TeacherKind:
             name = f"kd-{teacher}-{student}-{kind.value}"
             presets[name] = StudentPreset(name, f"teacher-{teacher}-{kind.value}", student, kind, KD_DEFAULTS[kind],
-                                          _lr_for(student),
+                                          _optim_for(student),
                                           paper_accuracy=PAPER_ACCURACY.get((teacher, student), {}).get(kind))
     teacher, student = SWEEP_PAIR
     for percent in FEWSHOT_PERCENTS:
         for kind in TeacherKind:
             name = f"fewshot{percent}-{teacher}-{student}-{kind.value}"
             presets[name] = StudentPreset(name, f"teacher-{teacher}-{kind.value}", student, kind, KD_DEFAULTS[kind],
-                                          _lr_for(student), fewshot_percent=percent)
+                                          _optim_for(student), fewshot_percent=percent)
     for samples in MC_SAMPLES:
         name = f"samples{samples}-{teacher}-{student}-vi"
         presets[name] = StudentPreset(name, f"teacher-{teacher}-vi", student, TeacherKind.VI,
-                                      KDConfig(**MC_SWEEP_KD, samples=samples), _lr_for(student))
+                                      KDConfig(**MC_SWEEP_KD, samples=samples), _optim_for(student))
     return presets
 
 
@@ -249,7 +249,7 @@ def preset_config_fields(name: str) -> dict:
     else:
         teacher, student = get_preset(preset.teacher), preset.student
         kd, percent = preset.kd, preset.fewshot_percent
-    sched = preset.schedule
+    optim = preset.optim
     options: dict = {}
     if teacher.kind is TeacherKind.VI:
         options = {"ml_epochs": teacher.vi.ml_epochs, "anneal_epochs": teacher.vi.annealing_epochs,
@@ -259,10 +259,10 @@ def preset_config_fields(name: str) -> dict:
                    "prior": teacher.laplace.prior_method}
     return {"dataset": "cifar100", "teacher": teacher.kind.value, "teacher_net": teacher.arch, "student": student,
             "lam": kd.lam, "t_teacher": kd.t_teacher, "t_student": kd.t_student, "samples": kd.samples,
-            "beta": 1.0 if percent is None else percent / 100, "epochs": sched.epochs,
-            "teacher_epochs": teacher.schedule.epochs, "optimizer": sched.optimizer, "lr": sched.lr,
-            "teacher_lr": teacher.schedule.lr, "batch_size": sched.batch_size, "schedule": "step",
-            "milestones": sched.milestones, "last": NOISE_WINDOW, "convention": "official",
+            "beta": 1.0 if percent is None else percent / 100, "epochs": preset.epochs,
+            "teacher_epochs": teacher.epochs, "optimizer": optim.optimizer, "lr": optim.lr,
+            "teacher_lr": teacher.optim.lr, "batch_size": optim.batch_size, "schedule": optim.schedule,
+            "milestones": optim.milestones, "last": NOISE_WINDOW, "convention": "official",
             "temper": "mean" if teacher.kind is TeacherKind.LAPLACE else "sample", "teacher_seed": 0,
             "teacher_options": options}
 

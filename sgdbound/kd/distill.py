@@ -43,7 +43,8 @@ class DistillConfig:
     ``min_steps``/``teacher_min_steps`` optimiser steps (few-shot subsets); ``last``: E, the window of the
     convergence noise; ``redraw``: draw the teacher's samples afresh for every batch (the official script)
     instead of once per training example (a teacher as a fixed function, the default). ``milestones``: epochs at
-    which a ``step`` schedule multiplies the learning rate by 0.1; ``teacher_seed``: the teacher's seed (None: the
+    which a ``step`` schedule multiplies the learning rate by 0.1 (the teacher, which has no schedule of its own,
+    steps at them too: :meth:`teacher_optim`); ``teacher_seed``: the teacher's seed (None: the
     run's ``seed``; one value lets several student seeds share a teacher). CIFAR-100 only
     (``sgdbound.cifar.kd``): ``data_root`` (the folder holding ``cifar-100-python/``), ``teacher_checkpoint`` (a
     trained teacher network, checked before training), ``device``, ``precision`` (``auto``: bf16 autocast,
@@ -112,7 +113,7 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.teacher_epochs < 0 or self.min_steps < 0 or self.teacher_min_steps < 0:
             raise ValueError("teacher_epochs, min_steps and teacher_min_steps must be >= 0")
-        OptimConfig(self.optimizer, self.lr, schedule=self.schedule, batch_size=self.batch_size)
+        self.student_optim(), self.teacher_optim()  # validates optimizer, schedule, lr, teacher_lr, milestones
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
@@ -121,6 +122,17 @@ class DistillConfig:
         if self.dataset not in IMAGE_DATASETS and (self.compile or self.precision != "auto"):
             raise ValueError(f"compile and precision apply to the image datasets ({', '.join(IMAGE_DATASETS)}) only; "
                              f"dataset {self.dataset!r} trains in float32, eagerly")
+
+    def student_optim(self) -> OptimConfig:
+        """The student's optimiser: ``optimizer``, ``lr``, ``schedule`` (``milestones`` used by ``step``)."""
+        return OptimConfig(self.optimizer, self.lr, schedule=self.schedule, milestones=self.milestones,
+                           batch_size=self.batch_size)
+
+    def teacher_optim(self) -> OptimConfig:
+        """The teacher's optimiser: Adam at ``teacher_lr`` (the official teachers), stepped down at ``milestones``
+        when there are any (the CIFAR presets: ×0.1 at epoch 100), constant otherwise."""
+        return OptimConfig("adam", self.teacher_lr, schedule="step" if self.milestones else "none",
+                           milestones=self.milestones, batch_size=self.batch_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -214,7 +226,7 @@ def fit_teacher(config: DistillConfig, x: torch.Tensor, y: torch.Tensor, cache: 
     if cache is not None and key in cache:
         return cache[key]
     data = load_dataset(config.dataset)
-    optim = OptimConfig("adam", config.teacher_lr, batch_size=config.batch_size)
+    optim = config.teacher_optim()
     epochs = epochs_for(x.shape[0], config.batch_size, config.teacher_epochs, config.teacher_min_steps)
     teacher = make_teacher(config.teacher, data, net=config.teacher_net, net_options=config.teacher_net_options,
                            epochs=epochs, optim=optim, seed=config.seed_of_teacher + 1000, cache=cache,
@@ -289,9 +301,7 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
         torch.manual_seed(config.seed + 2000)
         student = make_net(config.student, data.dim, data.num_classes, data.input_shape, **config.student_options)
     epochs = epochs_for(sub.x_train.shape[0], config.batch_size, config.epochs, config.min_steps)
-    optim = OptimConfig(config.optimizer, config.lr, schedule=config.schedule, milestones=config.milestones,
-                        batch_size=config.batch_size)
-    opt, sched = make_optimizer(student.parameters(), optim, epochs)
+    opt, sched = make_optimizer(student.parameters(), config.student_optim(), epochs)
     generator = torch.Generator().manual_seed(config.seed + 3000)
     history: dict[str, list] = {"test_acc": [], "train_loss": []}
     start = 0
