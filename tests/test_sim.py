@@ -261,6 +261,19 @@ def test_stationary_spread_matches_lyapunov_prediction(momentum, batch, steps, r
         assert measured < traj.bound.neighborhood
 
 
+def test_predicted_plateau_is_the_theory_of_a_run_stopped_before_stationarity():
+    # 1500 steps at γ = 0.004 is far from stationarity here (plateau ≈ 0.28 × the stationary value): the measured
+    # plateau must match the transient's mean over the same records, not the stationary prediction
+    problem = GaussianMixture.random(3, 4, separation=1.5, seed=3)
+    traj = simulate(problem, noise=Dirichlet(3.0), lr=0.004, steps=1500, replicas=512, dtype=F64, record_every=100,
+                    eval_size=0, theory_samples=8192)
+    measured = traj.plateau(tail=0.5)
+    assert abs(measured / traj.predicted_plateau(tail=0.5) - 1) < 0.08, (measured, traj.predicted_plateau())
+    assert measured < 0.5 * traj.predicted_stationary
+    assert traj.predicted_plateau(tail=0.1) > traj.predicted_plateau(tail=0.9)  # the transient still rises
+    assert traj.to_dict(curves=False)["predicted_plateau"] == traj.predicted_plateau()
+
+
 def test_predicted_curve_tracks_transient_from_optimum():
     problem = GaussianMixture.random(3, 4, separation=1.5, seed=3)
     traj = simulate(problem, noise=Dirichlet(3.0), lr=0.02, steps=1500, replicas=512, dtype=F64, record_every=300,

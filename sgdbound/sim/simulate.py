@@ -137,7 +137,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
 
         >>> gm = GaussianMixture.reference(seed=0).standardized()
         >>> traj = simulate(gm, noise=OneHot(), lr=0.005, steps=2000, replicas=128)
-        >>> traj.plateau(), traj.predicted_stationary
+        >>> traj.plateau(), traj.predicted_plateau(), traj.predicted_stationary  # measured, transient, limit
     """
     noises = _as_list(noise, "noise")
     lrs = _as_list(lr, "lr")

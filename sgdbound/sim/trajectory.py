@@ -65,6 +65,15 @@ class Trajectory:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         return float(getattr(self, metric)[:, self._tail(tail)].mean())
 
+    def predicted_plateau(self, tail: float = 0.5) -> float | None:
+        """The theory for :meth:`plateau` (``dist_sq``) over the same records: the mean of ``predicted_curve`` on the
+        last ``tail`` fraction of the run. Equals ``predicted_stationary`` once the run has reached stationarity;
+        before (a short or slow run from the optimum), it is the transient that the plateau should be compared
+        with. None where there is no predicted curve (MLP students, momentum, finite sums)."""
+        if self.predicted_curve is None:
+            return None
+        return float(np.asarray(self.predicted_curve)[self._tail(tail)].mean())
+
     def plateau_sem(self, tail: float = 0.5, metric: str = "dist_sq") -> float:
         """Standard error of ``plateau`` across replicas (replicas are independent; records within one are not)."""
         per_replica = getattr(self, metric)[:, self._tail(tail)].mean(1)
@@ -78,7 +87,7 @@ class Trajectory:
         """JSON-safe summary; ``curves`` adds the replica means (and 10/50/90% quantiles of dist_sq)."""
         out: dict[str, Any] = {
             "config": self.config, "seed": self.seed, "replicas": self.replicas,
-            "predicted_stationary": self.predicted_stationary,
+            "predicted_stationary": self.predicted_stationary, "predicted_plateau": self.predicted_plateau(),
             "bound": None if self.bound is None else {
                 "theorem": self.bound.theorem, "rate": self.bound.rate, "neighborhood": self.bound.neighborhood,
                 "max_step": self.bound.max_step, "step": self.bound.step, "start": self.bound.start},
