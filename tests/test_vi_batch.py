@@ -60,11 +60,16 @@ class _Geometry(nn.Module):
         return self.head(torch.relu(self.fc(h.flatten(1))))
 
 
+def _inputs(*shape: int) -> torch.Tensor:
+    """Fixed inputs (torch's global seed is random per process: unseeded inputs made tolerances flaky)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+
+
 CASES = {  # name -> (bayesianised net in eval mode, inputs)
-    "mlp": lambda: (_vi_teacher("mlp", 6, hidden=[8, 8]).net, torch.randn(5, 6)),
-    "cnn1d": lambda: (_vi_teacher("cnn1d", 16, channels=4, hidden=8).net, torch.randn(5, 16)),
-    "wrn_16_1": lambda: (_wrn(), torch.randn(3, 3, 32, 32)),
-    "geometry": lambda: (bayesianize(_Geometry(), rho_init=-2.0).eval(), torch.randn(5, 64)),
+    "mlp": lambda: (_vi_teacher("mlp", 6, hidden=[8, 8]).net, _inputs(5, 6)),
+    "cnn1d": lambda: (_vi_teacher("cnn1d", 16, channels=4, hidden=8).net, _inputs(5, 16)),
+    "wrn_16_1": lambda: (_wrn(), _inputs(3, 3, 32, 32)),
+    "geometry": lambda: (bayesianize(_Geometry(), rho_init=-2.0).eval(), _inputs(5, 64)),
 }
 
 
@@ -226,7 +231,7 @@ def test_bad_noise_is_refused():
     missing = dict(list(eps.items())[1:])
     with pytest.raises(ValueError, match=r"missing: \['body.0.eps_weight'\]"):
         vi_logit_samples(net, x, 2, eps=missing)
-    with pytest.raises(ValueError, match=r"eps\['body.0.eps_bias'\] must have shape \(S, \*buffer shape\)"):
+    with pytest.raises(ValueError, match=r"eps\['body.0.eps_bias'\] must have shape \(S, \*noise shape\)"):
         vi_logit_samples(net, x, 3, eps=eps)
     with pytest.raises(ValueError, match="eps cannot be given with method='loop'"):
         vi_logit_samples(net, x, 2, eps=eps, method="loop")

@@ -15,6 +15,10 @@ The fast path (the layers) works in whitened factors ``P = L⁻¹ Z``, ``Q = L�
 :func:`conditional_mean` and :func:`matheron_noise` use ``cholesky_solve`` on the unwhitened quantities, and the
 tests compare the two in float64 and both with the Schur complement of the explicit joint covariance.
 
+Batched sampling: the layers implement ``sgdbound.kd.vi_batch.SampledLayer`` (the ``vi_*`` methods, no import of
+``sgdbound.kd`` needed), so ``vi_logit_samples`` runs ``S`` draws in one vmapped pass: the noise drawn by the
+forward's own calls (sample by sample, layer by layer), the ``S`` weight matrices by one ``weight_from_normals``.
+
 Reference: H. Ritter, M. Kukla, C. Zhang, Y. Li, "Sparse Uncertainty Representation in Deep Learning with
 Inducing Weights", NeurIPS 2021 (official config ``ffg_u_cifar100.json``, mirrored by :data:`INDUCING_DEFAULTS`).
 
@@ -194,10 +198,9 @@ class _InducingLayer(nn.Module):
                               ) -> tuple[torch.Tensor, ...]:
         """``(ε_U, e1, e2, e3, e4)`` with shapes ``(*S, M, N)``, ``(*S, r, c)``, ``(*S, r, N)``, ``(*S, M, c)``,
         ``(*S, M, N)``, i.i.d. ``N(0, 1)``."""
-        m, n, r, c = self.inducing_rows, self.inducing_cols, self.rows, self.cols
         kw = {"device": self.mu_u.device, "dtype": self.mu_u.dtype, "generator": generator}
         s = tuple(sample_shape)
-        return tuple(torch.randn(*s, *shape, **kw) for shape in ((m, n), (r, c), (r, n), (m, c), (m, n)))
+        return tuple(torch.randn(*s, *shape, **kw) for shape in self.vi_noise_shapes().values())
 
     def weight_from_normals(self, eps_u: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor, e3: torch.Tensor,
                             e4: torch.Tensor, lamda: torch.Tensor | None = None) -> torch.Tensor:
@@ -227,12 +230,40 @@ class _InducingLayer(nn.Module):
         """Draws of the full weight matrix ``W`` ``(*S, r, c)`` (bias in the last column) from ``q``."""
         return self.weight_from_normals(*self.draw_standard_normals(sample_shape, generator))
 
-    def _split(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _sampled(self) -> dict[str, torch.Tensor]:
+        """One draw of the plain layer's ``weight`` (and ``bias``), as one forward call uses it."""
         # the factors and the draw stay in the parameters' precision under autocast: a Gram matrix rounded to bf16
         # is not positive definite (its smallest eigenvalues are D² ~ 1e-6); the layer's conv/matmul is autocast
         with torch.autocast(self.mu_u.device.type, enabled=False):
-            w = self.sample_weight_matrix()
-        return (w[:, :-1], w[:, -1]) if self.has_bias else (w, None)
+            return self._as_parameters(self.sample_weight_matrix())
+
+    def _as_parameters(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``W`` ``(*S, r, c)`` as the plain layer's ``{"weight": (*S, *weight shape), "bias": (*S, r)}``."""
+        weight = (w[..., :-1] if self.has_bias else w).reshape(*w.shape[:-2], *self._weight_shape)
+        return {"weight": weight, "bias": w[..., -1]} if self.has_bias else {"weight": weight}
+
+    # ------------------------------------------------ batched sampling: sgdbound.kd.vi_batch.SampledLayer
+    def vi_noise_shapes(self) -> dict[str, tuple[int, ...]]:
+        """``{name: shape}`` of the noise of one call, in draw order: ``eps_u`` ``(M, N)``, ``e1`` ``(r, c)``,
+        ``e2`` ``(r, N)``, ``e3`` ``(M, c)``, ``e4`` ``(M, N)`` (see :meth:`draw_standard_normals`)."""
+        m, n, r, c = self.inducing_rows, self.inducing_cols, self.rows, self.cols
+        return {"eps_u": (m, n), "e1": (r, c), "e2": (r, n), "e3": (m, c), "e4": (m, n)}
+
+    def vi_draw_noise(self) -> dict[str, torch.Tensor]:
+        """The noise of one forward call, drawn by the same :meth:`draw_standard_normals` call the forward makes."""
+        return dict(zip(self.vi_noise_shapes(), self.draw_standard_normals()))
+
+    def vi_weights(self, noise: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The plain layer's parameters ``(S, *shape)`` from ``noise`` ``{name: (S, *noise shape)}``: one
+        :meth:`weight_from_normals` for all ``S`` (factors computed once)."""
+        device = self.mu_u.device
+        return self._as_parameters(self.weight_from_normals(*(noise[k].to(device) for k in self.vi_noise_shapes())))
+
+    def vi_mean_weights(self) -> dict[str, torch.Tensor]:
+        """The plain layer's parameters at the mean of ``q``: ``σ P_rᵀ μ_U P_c`` (all normals 0)."""
+        kw = {"device": self.mu_u.device, "dtype": self.mu_u.dtype}
+        zeros = [torch.zeros(shape, **kw) for shape in self.vi_noise_shapes().values()]
+        return self._as_parameters(self.weight_from_normals(*zeros))
 
 
 class InducingConv2d(_InducingLayer):
@@ -253,12 +284,17 @@ class InducingConv2d(_InducingLayer):
                          conv.weight.device, conv.weight.dtype)
         self.in_channels, self.out_channels, self.kernel_size = conv.in_channels, conv.out_channels, conv.kernel_size
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, 1
+        self._weight_shape = (self.out_channels, self.in_channels, *self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(n, in, h, w)`` → ``(n, out, h', w')`` with one weight sample for the batch."""
-        w, b = self._split()
-        w = w.reshape(self.out_channels, self.in_channels, *self.kernel_size)
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation)
+        p = self._sampled()
+        return F.conv2d(x, p["weight"], p.get("bias"), self.stride, self.padding, self.dilation)
+
+    def vi_plain_layer(self) -> nn.Conv2d:
+        """The ``nn.Conv2d`` of the same geometry (on ``meta``: its parameters come from :meth:`vi_weights`)."""
+        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                         padding=self.padding, dilation=self.dilation, bias=self.has_bias, device="meta")
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -278,11 +314,16 @@ class InducingLinear(_InducingLayer):
         super().__init__(linear.out_features, linear.in_features + has_bias, inducing_rows, inducing_cols,
                          has_bias, hyper, linear.weight.device, linear.weight.dtype)
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        self._weight_shape = (self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``(*, in_features)`` → ``(*, out_features)`` with one weight sample for the batch."""
-        w, b = self._split()
-        return F.linear(x, w, b)
+        p = self._sampled()
+        return F.linear(x, p["weight"], p.get("bias"))
+
+    def vi_plain_layer(self) -> nn.Linear:
+        """The ``nn.Linear`` of the same shape (on ``meta``: its parameters come from :meth:`vi_weights`)."""
+        return nn.Linear(self.in_features, self.out_features, bias=self.has_bias, device="meta")
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.has_bias}, "

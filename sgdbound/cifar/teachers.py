@@ -6,10 +6,11 @@ returns them. They are built around an already trained network (see :func:`train
 not used; :data:`CIFAR_TEACHERS` is the registry:
 
 * ``deterministic``: the network's logits (its ``S`` samples are identical, computed once);
-* ``vi``: the network with bayesian-torch's mean-field reparameterisation layers (``dnn_to_bnn``), which draw
-  one weight sample per call for the whole batch; :func:`sgdbound.kd.vi_batch.vi_logit_samples` draws the ``S``
-  weight samples itself (the same draws as ``S`` calls) and runs them in one vmapped pass (a few for large
-  batches) on CUDA or in bf16; in float32 on the CPU, where that is no faster, the samples stay ``S`` passes;
+* ``vi``: the network with inducing-weight layers (``layers="inducing"``, the paper's VI) or bayesian-torch's
+  mean-field reparameterisation layers (``dnn_to_bnn``), which draw one weight sample per call for the whole
+  batch; :func:`sgdbound.kd.vi_batch.vi_logit_samples` draws the ``S`` weight samples itself (the same draws as
+  ``S`` calls) and runs them in one vmapped pass (a few for large batches) on CUDA or in bf16; in float32 on the
+  CPU, where that is no faster, the samples stay ``S`` passes;
 * ``laplace``: last-layer Laplace fitted post hoc on the deterministic network: the training set's features are
   computed once (``features(x)``, no augmentation), laplace-torch fits the head on them (``sgdbound.kd``'s
   ``LaplaceTeacher`` on the head, Kronecker GGN, prior precision by marginal likelihood), and a prediction
@@ -155,8 +156,9 @@ class VICifarTeacher(CifarTeacher):
     """Options (training, see :func:`sgdbound.cifar.kd.train_teacher_net`): ``prior_sigma``, ``rho_init``,
     ``ml_epochs`` (epochs of NLL only), ``anneal_epochs`` (epochs of the linear KL ramp; None: half the epochs),
     ``layers`` (``mean_field``: bayesian-torch; ``inducing``: the paper's inducing-weight VI, :data:`VI_LAYERS`).
-    Prediction: ``S`` weight draws by :func:`sgdbound.kd.vi_batch.vi_logit_samples`, batched on CUDA or in bf16
-    (at most about 8192 images per vmapped pass), the ``S``-pass loop in float32 on the CPU (as fast there)."""
+    Prediction, for either kind of layer: ``S`` weight draws by :func:`sgdbound.kd.vi_batch.vi_logit_samples`,
+    batched on CUDA or in bf16 (at most about 8192 images per vmapped pass), the ``S``-pass loop in float32 on the
+    CPU (as fast there); both draw the same noise, so the two give the same samples up to rounding."""
 
     kind = "vi"
     defaults = {"prior_sigma": 1.0, "rho_init": -4.0, "ml_epochs": 0, "anneal_epochs": None, "layers": "mean_field"}
@@ -164,9 +166,8 @@ class VICifarTeacher(CifarTeacher):
     def sample_logits(self, x, samples):
         from sgdbound.kd.vi_batch import vi_logit_samples
 
-        # bf16 (CUDA, or precision="bf16" on the CPU for the tests): batched; fp32 on the CPU: the loop is as fast;
-        # inducing-weight layers: the loop (each pass draws its weights, sample by sample)
-        method = "loop" if self.options["layers"] == "inducing" else "batched" if self.fast.bf16 else "auto"
+        # bf16 (CUDA, or precision="bf16" on the CPU for the tests): batched; fp32 on the CPU: the loop is as fast
+        method = "batched" if self.fast.bf16 else "auto"
         group = max(1, 8192 // max(1, len(x)))  # samples per vmapped pass: activations of ~8192 images at most
 
         def draw() -> torch.Tensor:
