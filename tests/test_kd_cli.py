@@ -65,6 +65,24 @@ def test_bad_input_is_refused_before_any_run(tmp_path, capsys, argv, message):
     assert not out.exists()
 
 
+def test_report_finds_runs_at_any_depth_once(tmp_path, capsys):
+    # `distill --out runs/a` then `report runs/`: the README's quickstart; a copied run folder counts once
+    import shutil
+
+    from sgdbound.kd.report import load_results
+
+    for name, lam in (("a", "0.5"), ("b", "1")):
+        assert main(["distill", *TINY_FLAGS, "--teacher", "deterministic", "--lam", lam, "--seeds", "0",
+                     "--out", str(tmp_path / "runs" / name)]) == 0
+    (run,) = (tmp_path / "runs" / "a").glob("*/result.json")
+    shutil.copytree(run.parent, tmp_path / "runs" / "copies" / run.parent.name)
+    results = load_results(tmp_path / "runs")
+    assert sorted(r.config["lam"] for r in results) == [0.5, 1.0]
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "rep")]) == 0
+    assert len((tmp_path / "rep" / "results.csv").read_text().splitlines()) == 1 + 2
+
+
 def test_report_on_missing_folder(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err

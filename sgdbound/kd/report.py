@@ -1,7 +1,7 @@
 """Turn a results folder into tables (mean ± std over seeds) and figures.
 
-``load_results(folder)`` reads every ``*/result.json``; ``summarize`` groups runs that differ only in the seed
-and gives the mean and the sample standard deviation (``ddof=1``; 0 for a single seed) of the student's final
+``load_results(folder)`` reads every ``result.json`` below ``folder``; ``summarize`` groups runs that differ only in
+the seed and gives the mean and the sample standard deviation (``ddof=1``; 0 for a single seed) of the student's final
 and best test accuracy, its convergence noise, and the teacher's accuracy, NLL, Brier score and ECE.
 Plot functions take a matplotlib ``Axes`` and return it; ``write_report`` saves tables and PNGs.
 """
@@ -31,11 +31,16 @@ TEACHER_ORDER = ("none", "deterministic", "vi", "laplace", "mc_dropout", "ensemb
 
 
 def load_results(folder: str | Path) -> list[DistillResult]:
-    """Every finished run under ``folder`` (``<run_id>/result.json``), sorted by run id."""
+    """Every finished run at any depth under ``folder`` (``…/<run_id>/result.json``: one sweep's ``--out`` or a
+    folder of several), sorted by run id; a run found twice (a copied folder) counts once."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"results folder {str(folder)!r} does not exist")
-    return [DistillResult.load(path) for path in sorted(folder.glob("*/result.json"))]
+    runs: dict[str, DistillResult] = {}
+    for path in sorted(folder.rglob("result.json")):
+        result = DistillResult.load(path)
+        runs.setdefault(result.run_id, result)
+    return [runs[key] for key in sorted(runs)]
 
 
 def _label(config: dict) -> str:
