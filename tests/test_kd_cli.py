@@ -57,6 +57,7 @@ def test_config_file_with_flag_override(tmp_path):
     (["--beta", "2"], "beta"),
     (["--convention", "hinton", "--t-teacher", "2", "--t-student", "1"], "one temperature"),
     (["--config", "/nonexistent/kd.toml"], "does not exist"),
+    (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_input_is_refused_before_any_run(tmp_path, capsys, argv, message):
     out = tmp_path / "never"

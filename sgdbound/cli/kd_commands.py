@@ -47,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--beta", type=float, nargs="+", help="per-class training fraction(s) β in (0, 1]")
     for name, kind in _SCALARS.items():
         d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
-    d.add_argument("--threads", type=int, help="torch intra-op threads")
+    d.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op CPU threads (default 1: small nets on a shared CPU run far slower with more; "
+                        "raise it for large CPU-only runs)")
     d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
     d.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
                    help="torch.compile the student; MODE: default, reduce-overhead (CUDA graphs), max-autotune, "
@@ -115,14 +117,15 @@ def distill_command(args: argparse.Namespace) -> int:
     from sgdbound.kd.report import run_rows, runs_csv
     from sgdbound.kd.sweep import SWEEP_AXES, expand_grid, sweep
 
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     if args.study == "small":
         from sgdbound.kd.study import small_data_study
 
         out = args.out or Path("runs/small_study")
         command = "sgdbound " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-        result = small_data_study(out, seeds=len(args.seeds) if args.seeds else 5, threads=args.threads or 1,
+        result = small_data_study(out, seeds=len(args.seeds) if args.seeds else 5, threads=args.threads,
                                   figures=args.figures, doc=args.doc, command=command, progress=_progress)
         print(result.table)
         print(f"{result.runs} runs in {result.seconds:.0f} s; files: {', '.join(map(str, result.files))}")
