@@ -10,12 +10,15 @@ from torch import nn
 
 from sgdbound.cifar.inducing import (
     INDUCING_DEFAULTS,
+    JITTER,
+    JITTER_RETRIES,
     InducingConv2d,
     InducingHyper,
     InducingLinear,
     conditional_mean,
     inducing_bayesianize,
     inducing_kl,
+    jittered_cholesky,
     matheron_noise,
 )
 from sgdbound.cifar.models import build_model, count_parameters
@@ -233,3 +236,34 @@ def test_short_training_fits_and_every_parameter_gets_a_gradient():
     with torch.no_grad():
         acc = (net(x).argmax(1) == y).float().mean().item()
     assert acc > 0.95
+
+
+def test_float32_cholesky_retries_a_larger_jitter_when_rounding_beats_the_base_jitter():
+    """Regression: ``K = Z Zᵀ + D²`` is positive definite, but with ``M = 128 > r = 16``, one dominant direction of
+    ``Z`` and ``D = 1e-4`` (as training grows ``Z`` and shrinks ``D``), float32 rounding of ``Z Zᵀ`` exceeds the base
+    jitter ``1e-6 · mean(diag K)``: the base factorisation fails. It used to raise ``LinAlgError`` from the layer's
+    forward (the float32 digits run of ``benchmarks/inducing_stability.py`` hit it first in epoch 47, then about
+    once per thousand factorisations); now the jitter × 10 is tried and the factor is finite and accurate."""
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(128, 16, generator=gen) / math.sqrt(128)
+    z[:, 0] *= 5.0
+    torch.manual_seed(0)
+    layer = InducingLinear(nn.Linear(15, 16), 128, 128)  # W (16, 16): K_r is (128, 128) of rank 16 plus D_r²
+    with torch.no_grad():
+        layer.z_row.copy_(z)
+        layer.d_row.fill_(math.log(math.expm1(1e-4)))
+    d = F.softplus(layer.d_row.detach())
+    k = z @ z.T + torch.diag(d * d)
+    exact = z.double() @ z.double().T + torch.diag(d.double() ** 2)
+    assert torch.linalg.eigvalsh(exact).min() > 0.5e-8  # positive definite (D² = 1e-8) ...
+    assert torch.linalg.eigvalsh(k.double()).min() < 0  # ... but not as rounded to float32
+    with pytest.raises(torch.linalg.LinAlgError, match="not positive definite"):
+        jittered_cholesky(k, retries=0)  # the base jitter alone: what the layer did before the retries
+    lower = jittered_cholesky(k)
+    assert torch.isfinite(lower).all()
+    err = (lower.double() @ lower.double().T - k.double()).abs().max()
+    assert err <= 2 * JITTER_RETRIES[0] * JITTER[torch.float32] * k.diagonal().mean()  # the first retry sufficed
+    x = torch.randn(4, 15)
+    assert torch.isfinite(layer(x)).all()  # train mode: raised LinAlgError before the fix
+    with torch.no_grad():
+        assert torch.isfinite(layer.eval()(x)).all()

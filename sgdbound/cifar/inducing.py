@@ -38,10 +38,14 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["INDUCING_DEFAULTS", "InducingHyper", "InducingConv2d", "InducingLinear", "inducing_bayesianize",
-           "inducing_kl", "jittered_cholesky", "conditional_mean", "matheron_noise"]
+           "inducing_kl", "jittered_cholesky", "conditional_mean", "matheron_noise", "JITTER_RETRIES"]
 
 #: Relative jitter ``eps`` of :func:`jittered_cholesky` (``eps · mean(diag K) · I``) per dtype.
 JITTER = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-2}
+#: Factors of ``eps`` that :func:`jittered_cholesky` tries in turn when ``K + eps · mean(diag K) · I`` is not positive
+#: definite in ``K``'s precision: ``K`` is rank ``r < M`` plus ``D²``, and once training has grown ``Z`` and shrunk
+#: ``D``, float32 rounding of ``Z Zᵀ`` (~ ``M · 6e-8 · λ_max``) can exceed the base jitter (seen on digits, float32).
+JITTER_RETRIES = (10.0, 100.0, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,20 @@ def _inv_softplus(x: float) -> float:
     return x + math.log(-math.expm1(-x))  # log(exp(x) − 1), stable for small and large x
 
 
-def jittered_cholesky(k: torch.Tensor, eps: float | None = None) -> torch.Tensor:
-    """Lower Cholesky factor of ``k + eps · mean(diag k) · I``; ``k`` ``(*, n, n)``, ``eps`` from :data:`JITTER`."""
+def jittered_cholesky(k: torch.Tensor, eps: float | None = None, retries: int = len(JITTER_RETRIES)) -> torch.Tensor:
+    """Lower Cholesky factor of ``k + eps · mean(diag k) · I``; ``k`` ``(*, n, n)``, ``eps`` from :data:`JITTER`.
+
+    When that fails, the first ``retries`` factors of :data:`JITTER_RETRIES` multiply ``eps`` in turn (one jitter
+    for the whole batch); ``torch.linalg.LinAlgError`` when every one fails."""
     eps = JITTER.get(k.dtype, 1e-6) if eps is None else eps
-    scale = eps * k.diagonal(dim1=-2, dim2=-1).mean(-1)
     eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
-    return torch.linalg.cholesky(k + scale[..., None, None] * eye)
+    for factor in (1.0, *JITTER_RETRIES[:retries]):
+        scale = (eps * factor) * k.diagonal(dim1=-2, dim2=-1).mean(-1)
+        lower, info = torch.linalg.cholesky_ex(k + scale[..., None, None] * eye)
+        if not bool((info != 0).any()):
+            return lower
+    raise torch.linalg.LinAlgError(f"jittered_cholesky: k + {eps * factor:g} · mean(diag k) · I is not positive "
+                                   f"definite in {k.dtype} (tried the jitter × {(1.0, *JITTER_RETRIES[:retries])})")
 
 
 def _gram(z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
