@@ -111,3 +111,5 @@ def test_teachers_synthetic_command(tmp_path, capsys):
     assert json.loads(out.read_text())["rows"][0]["teacher"] == "deterministic"
     assert main(["teachers-synthetic", "--teacher", "gp"]) == 2
     assert "unknown teacher 'gp'" in capsys.readouterr().err
+    assert main(["teachers-synthetic", "--threads", "-1"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
