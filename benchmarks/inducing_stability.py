@@ -35,6 +35,7 @@ the first of the ten draws; the draws use their own seeded stream, so evaluation
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import platform
 import sys
@@ -47,12 +48,14 @@ from torch import nn
 
 from sgdbound.cifar import inducing
 from sgdbound.cifar.inducing import INDUCING_DEFAULTS, JITTER, inducing_bayesianize, inducing_kl
+from sgdbound.cifar.presets import OFFICIAL_OPTIM
 from sgdbound.io import provenance, write_json
 from sgdbound.kd.bayes_teachers import kl_weight
 from sgdbound.kd.metrics import prob_metrics
-from sgdbound.kd.train import OptimConfig, make_optimizer
+from sgdbound.kd.train import batches, make_optimizer
 
-N_TEST, BATCH, LR, EVAL_SAMPLES = 500, 100, 1e-3, 10
+N_TEST, EVAL_SAMPLES = 500, 10
+BATCH, LR = OFFICIAL_OPTIM.batch_size, OFFICIAL_OPTIM.lr  # 100, 1e-3: the official teachers'
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -82,21 +85,20 @@ def build_cnn() -> nn.Sequential:
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
 
 
-def batches(n: int, seed: int, epoch: int) -> list[torch.Tensor]:
+def epoch_batches(n: int, seed: int, epoch: int) -> list[torch.Tensor]:
     """Index batches of epoch ``epoch`` (a seeded permutation, the last batch short), shared by both nets."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return list(torch.randperm(n, generator=gen).split(BATCH))
+    return batches(n, BATCH, torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 
 # ------------------------------------------------------------------------------------------ Cholesky monitor
 class CholeskyMonitor:
-    """Stands in for ``inducing.jittered_cholesky`` and counts what the library's own calls do: the base jitter
-    alone first (``retries=0``: identical result when it succeeds), then, counted as an escalation, the jitter ×
-    each of ``JITTER_RETRIES`` in turn, as the library itself retries (before that fix it raised instead).
-    ``watch(net)`` names the layer and the side (row / column Gram matrix) of each escalation in ``events``."""
+    """Stands in for ``inducing.jittered_cholesky`` and counts what the library's own calls do: the library's
+    factorisation (:func:`~sgdbound.cifar.inducing.cholesky_jitter_factor`, same result), with each call that needed
+    more than the base jitter (before that fix the layer raised instead) counted as an escalation. ``watch(net)``
+    names the layer and the side (row / column Gram matrix) of each escalation in ``events``."""
 
-    def __init__(self, original, max_events: int = 50):
-        self.original, self.max_events, self.events = original, max_events, []
+    def __init__(self, max_events: int = 50):
+        self.max_events, self.events = max_events, []
         self.where, self.side, self.epoch = "?", 0, 0
         self.reset()
 
@@ -112,35 +114,33 @@ class CholeskyMonitor:
     def _enter(self, name: str) -> None:
         self.where, self.side = name, 0
 
-    def __call__(self, k: torch.Tensor, eps: float | None = None, retries: int | None = None) -> torch.Tensor:
+    def __call__(self, k: torch.Tensor, eps: float | None = None,
+                 retries: int = len(inducing.JITTER_RETRIES)) -> torch.Tensor:
         self.calls += 1
         side, self.side = ("row", "col")[min(self.side, 1)], self.side + 1
-        base = JITTER.get(k.dtype, 1e-6) if eps is None else eps
         try:
-            lower = self.original(k, base, retries=0)
+            lower, factor = inducing.cholesky_jitter_factor(k, eps, retries)
         except torch.linalg.LinAlgError:
-            lower = self._escalate(k, base, side)
+            self.escalated, self.failed = self.escalated + 1, self.failed + 1
+            self._event(k, eps, side, None)
+            raise
+        if factor > 1.0:
+            self.escalated += 1
+            self.max_factor = max(self.max_factor, factor)
+            self._event(k, eps, side, factor)
         if not bool(torch.isfinite(lower).all()):
             self.nonfinite += 1
         return lower
 
-    def _escalate(self, k: torch.Tensor, base: float, side: str) -> torch.Tensor:
-        self.escalated += 1
+    def _event(self, k: torch.Tensor, eps: float | None, side: str, factor: float | None) -> None:
+        if len(self.events) >= self.max_events:
+            return
+        base = JITTER.get(k.dtype, 1e-6) if eps is None else eps
         eig = torch.linalg.eigvalsh(k.detach().double())
-        event = {"epoch": self.epoch, "layer": self.where, "side": side, "n": k.shape[-1],
-                 "k_mean_diag": k.diagonal().mean().item(), "eig_min": eig[0].item(), "eig_max": eig[-1].item(),
-                 "base_jitter": base * k.diagonal().mean().item(), "factor": None}
-        if len(self.events) < self.max_events:
-            self.events.append(event)
-        for factor in inducing.JITTER_RETRIES:
-            try:
-                lower = self.original(k, base * factor, retries=0)
-            except torch.linalg.LinAlgError:
-                continue
-            self.max_factor = event["factor"] = max(self.max_factor, factor)
-            return lower
-        self.failed += 1
-        raise torch.linalg.LinAlgError(f"Cholesky failed even with {inducing.JITTER_RETRIES[-1]:g} × the jitter")
+        self.events.append({"epoch": self.epoch, "layer": self.where, "side": side, "n": k.shape[-1],
+                            "k_mean_diag": k.diagonal().mean().item(), "eig_min": eig[0].item(),
+                            "eig_max": eig[-1].item(), "base_jitter": base * k.diagonal().mean().item(),
+                            "factor": factor})
 
     def record(self) -> dict:
         return {"calls": self.calls, "escalated": self.escalated, "failed": self.failed,
@@ -152,7 +152,7 @@ def _gram_stats(z: torch.Tensor, d_raw: torch.Tensor) -> dict:
     """Condition numbers of the float32 ``K = Z Zᵀ + softplus(d)²`` as the layer forms it, with and without the
     jitter, via float64 ``eigvalsh``; its mean diagonal; ``min softplus(d)``."""
     d = F.softplus(d_raw)
-    k = z @ z.mT + torch.diag_embed(d * d)
+    k = inducing._gram(z, d)
     eig = torch.linalg.eigvalsh(k.double())
     jitter = JITTER[k.dtype] * k.diagonal().mean().double()
     lo, hi = eig[0].item(), eig[-1].item()
@@ -217,8 +217,7 @@ def train(kind: str, data: tuple, epochs: int, seed: int, monitor: CholeskyMonit
         inducing_bayesianize(net, **INDUCING_DEFAULTS)
         monitor.watch(net)
     ml_epochs, anneal = epochs // 2, max(1, epochs // 4)
-    optim = OptimConfig("adam", LR, weight_decay=0.0, schedule="step", milestones=(epochs // 2,), gamma=0.1,
-                        batch_size=BATCH)
+    optim = dataclasses.replace(OFFICIAL_OPTIM, milestones=(epochs // 2,))  # Adam 1e-3, batch 100, × 0.1
     opt, sched = make_optimizer(net.parameters(), optim, epochs)
     history, start = [], time.perf_counter()
     torch.manual_seed(seed + 6000)  # the weight draws of training
@@ -229,7 +228,7 @@ def train(kind: str, data: tuple, epochs: int, seed: int, monitor: CholeskyMonit
             monitor.reset()
             monitor.epoch = epoch + 1
         ce_sum, bad_loss, bad_grad, chol_error = 0.0, 0, 0, 0
-        for idx in batches(n, seed, epoch):
+        for idx in epoch_batches(n, seed, epoch):
             try:
                 ce = F.cross_entropy(net(x_tr[idx]), y_tr[idx])
                 loss = ce + factor * inducing_kl(net) / n if factor > 0 else ce
@@ -340,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     log_every = args.log_every or args.eval_every * max(1, epochs // (24 * args.eval_every))
 
     data = load_digits_split()
-    n_steps = epochs * len(batches(len(data[1]), args.seed, 0))
+    n_steps = epochs * len(epoch_batches(len(data[1]), args.seed, 0))
     config = {"dataset": "sklearn digits 8x8, stratified 1297/500 (random_state=0), standardised, no augmentation",
               "net": "Conv(1-16)-BN-ReLU, Conv(16-32)-BN-ReLU-MaxPool, Conv(32-32)-BN-ReLU-GAP, Linear(32-10)",
               "epochs": epochs, "optimizer_steps": n_steps, "batch_size": BATCH, "lr": LR,
@@ -360,12 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     det_hist = train("det", data, epochs, args.seed, None, log_every, args.eval_every, checkpoint)
     payload["det"] = det_hist
-    monitor = CholeskyMonitor(inducing.jittered_cholesky)
+    monitor, original = CholeskyMonitor(), inducing.jittered_cholesky
     inducing.jittered_cholesky = monitor  # the layers look the name up in their module at each call
     try:
         vi_hist = train("vi", data, epochs, args.seed, monitor, log_every, args.eval_every, checkpoint)
     finally:
-        inducing.jittered_cholesky = monitor.original
+        inducing.jittered_cholesky = original
     wall = time.perf_counter() - start
 
     payload.update({"vi": vi_hist, "wall_seconds": wall, "complete": True, "cholesky_escalations": monitor.events,

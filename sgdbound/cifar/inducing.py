@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["INDUCING_DEFAULTS", "InducingHyper", "InducingConv2d", "InducingLinear", "inducing_bayesianize",
-           "inducing_kl", "jittered_cholesky", "conditional_mean", "matheron_noise", "JITTER_RETRIES"]
+           "inducing_kl", "jittered_cholesky", "cholesky_jitter_factor", "conditional_mean", "matheron_noise",
+           "JITTER_RETRIES"]
 
 #: Relative jitter ``eps`` of :func:`jittered_cholesky` (``eps · mean(diag K) · I``) per dtype.
 JITTER = {torch.float64: 1e-12, torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 1e-2}
@@ -95,15 +96,22 @@ def jittered_cholesky(k: torch.Tensor, eps: float | None = None, retries: int = 
 
     When that fails, the first ``retries`` factors of :data:`JITTER_RETRIES` multiply ``eps`` in turn (one jitter
     for the whole batch); ``torch.linalg.LinAlgError`` when every one fails."""
+    return cholesky_jitter_factor(k, eps, retries)[0]
+
+
+def cholesky_jitter_factor(k: torch.Tensor, eps: float | None = None, retries: int = len(JITTER_RETRIES)
+                           ) -> tuple[torch.Tensor, float]:
+    """:func:`jittered_cholesky` and the factor of ``eps`` that succeeded (1.0: the base jitter)."""
     eps = JITTER.get(k.dtype, 1e-6) if eps is None else eps
     eye = torch.eye(k.shape[-1], dtype=k.dtype, device=k.device)
-    for factor in (1.0, *JITTER_RETRIES[:retries]):
-        scale = (eps * factor) * k.diagonal(dim1=-2, dim2=-1).mean(-1)
-        lower, info = torch.linalg.cholesky_ex(k + scale[..., None, None] * eye)
+    mean_diag = k.diagonal(dim1=-2, dim2=-1).mean(-1)[..., None, None]
+    factors = (1.0, *JITTER_RETRIES[:retries])
+    for factor in factors:
+        lower, info = torch.linalg.cholesky_ex(k + (eps * factor) * mean_diag * eye)
         if not bool((info != 0).any()):
-            return lower
+            return lower, factor
     raise torch.linalg.LinAlgError(f"jittered_cholesky: k + {eps * factor:g} · mean(diag k) · I is not positive "
-                                   f"definite in {k.dtype} (tried the jitter × {(1.0, *JITTER_RETRIES[:retries])})")
+                                   f"definite in {k.dtype} (tried the jitter × {factors})")
 
 
 def _gram(z: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
