@@ -10,12 +10,28 @@ import sys
 
 import sgdbound
 
-__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+__all__ = ["main", "build_parser", "COMMAND_MODULES", "add_threads_option", "set_threads"]
 
 COMMAND_MODULES = (
     "sgdbound.cli.sim_commands",  # reproduce, simulate, bound
     "sgdbound.cli.kd_commands",  # distill, sweep, report
 )
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default 1) for the commands that compute on the CPU."""
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op CPU threads (default 1: small batched programs on a shared CPU run far "
+                             "slower with more; raise it for large CPU-only runs)")
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """``torch.set_num_threads(args.threads)``; ``ValueError`` unless it is >= 1."""
+    import torch
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
 
 def build_parser() -> argparse.ArgumentParser:

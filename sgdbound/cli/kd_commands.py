@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from sgdbound.cli import add_threads_option, set_threads
+
 __all__ = ["register", "distill_command", "report_command", "synthetic_command"]
 
 # flag dest -> DistillConfig field, for the swept axes
@@ -47,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--beta", type=float, nargs="+", help="per-class training fraction(s) β in (0, 1]")
     for name, kind in _SCALARS.items():
         d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
-    _threads_flag(d)
+    add_threads_option(d)
     d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
     d.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
                    help="torch.compile the student; MODE: default, reduce-overhead (CUDA graphs), max-autotune, "
@@ -84,22 +86,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--members", type=int, default=3, help="ensemble members")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, help="also write the rows as JSON here")
-    _threads_flag(t)
+    add_threads_option(t)
     t.set_defaults(func=synthetic_command)
-
-
-def _threads_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op CPU threads (default 1: small nets on a shared CPU run far slower with "
-                             "more; raise it for large CPU-only runs)")
-
-
-def _set_threads(args: argparse.Namespace) -> None:
-    import torch
-
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
 
 
 def _load_config(path: Path | None) -> dict:
@@ -124,12 +112,11 @@ def _progress(i, total, config, result):
 
 
 def distill_command(args: argparse.Namespace) -> int:
-
     from sgdbound.io import atomic_write_text
     from sgdbound.kd.report import run_rows, runs_csv
     from sgdbound.kd.sweep import SWEEP_AXES, expand_grid, sweep
 
-    _set_threads(args)
+    set_threads(args)
     if args.study == "small":
         from sgdbound.kd.study import small_data_study
 
@@ -227,7 +214,7 @@ def synthetic_command(args: argparse.Namespace) -> int:
     from sgdbound.kd.synthetic import fidelity_table, teacher_fidelity
     from sgdbound.kd.teachers import TEACHERS, check_teacher_name
 
-    _set_threads(args)
+    set_threads(args)
     kinds = args.teacher or list(TEACHERS)
     for kind in kinds:
         check_teacher_name(kind)

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from sgdbound.cli import add_threads_option, set_threads
+
 __all__ = ["register", "format_table"]
 
 _EXAMPLE_TOML = """\
@@ -52,8 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="rerun experiments whose results already exist")
     p.add_argument("--seed", type=int, default=None, help="seed for every experiment (default: each one's own)")
     p.add_argument("--device", default=None, help="'cpu', 'cuda' or 'auto' (default: each experiment's own)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: on a shared 2-core machine more threads are slower)")
+    add_threads_option(p)
     p.add_argument("--no-figures", action="store_true", help="skip drawing figures")
     p.set_defaults(func=_reproduce)
 
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        epilog="Example file:\n\n" + _EXAMPLE_TOML, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--config", type=Path, required=True, help="TOML file (see the example below)")
     s.add_argument("--out", type=Path, default=None, help="write the trajectories' summaries here (JSON)")
-    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_threads_option(s)
     s.set_defaults(func=_simulate)
 
     b = sub.add_parser("bound", help="evaluate the T1–T4 bounds from constants",
@@ -139,9 +140,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from sgdbound.io import atomic_write_text
 
     names = _selected(args.only)
-    if args.threads < 1:
-        raise ValueError(f"--threads must be positive, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    set_threads(args)
     out = args.out or Path("results/quick" if args.quick else "results")
     figures = args.figures or Path("figures/quick" if args.quick else "figures")
     overrides = {k: v for k, v in (("seed", args.seed), ("device", args.device)) if v is not None}
