@@ -80,6 +80,10 @@ def test_simulate_rejects_bad_configs(tmp_path, capsys):
     unknown.write_text('problem = "teacher"\nsteps = 3\n')
     assert main(["simulate", "--config", str(unknown)]) == 2
     assert "unknown top-level key" in capsys.readouterr().err
+    good = tmp_path / "good.toml"
+    good.write_text('problem = "teacher"\n')
+    assert main(["simulate", "--config", str(good), "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
 
 
 def test_reproduce_writes_results_figures_and_summary_then_resumes(tiny_step_size, tmp_path, capsys):

@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sgdbound.cli import add_threads_option, set_threads
 
 __all__ = ["register", "format_table"]
@@ -198,7 +196,7 @@ def _simulate(args: argparse.Namespace) -> int:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
 
-    torch.set_num_threads(max(1, args.threads))
+    set_threads(args)
     try:
         with open(args.config, "rb") as handle:
             spec = tomllib.load(handle)
