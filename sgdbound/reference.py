@@ -43,7 +43,7 @@ __all__ = [
     "optimal_lambda",
     "loss_hessian",
     "linear_softmax_hessian",
-    "per_sample_lambda_max",
+    "per_sample_hessian_norm",
     "flat_basis",
     "mu_off_flat",
     "stationary_covariance",
@@ -273,9 +273,9 @@ def linear_softmax_hessian(weight: torch.Tensor, bias: torch.Tensor, x: torch.Te
     return hess / x.shape[0]
 
 
-def per_sample_lambda_max(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``λ_max(∇²ℓ_i)`` for each sample, ``(n,)``."""
-    return torch.stack([torch.linalg.eigvalsh(loss_hessian(model, x[i:i + 1], targets[i:i + 1]))[-1]
+def per_sample_hessian_norm(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``‖∇²ℓ_i‖₂`` (spectral norm, numpy's ``ord=2``: the largest singular value) for each sample, ``(n,)``."""
+    return torch.stack([torch.tensor(np.linalg.norm(loss_hessian(model, x[i:i + 1], targets[i:i + 1]).numpy(), 2))
                         for i in range(x.shape[0])])
 
 

@@ -76,7 +76,7 @@ def test_per_sample_lipschitz_matches_autograd(name):
     _, s = _problem(3, 3, seed=8, n=6)
     model = MODELS[name](3, 3)
     assert_close(per_sample_lipschitz(model, s.x, s.bcp, chunk_size=4),
-                 ref.per_sample_lambda_max(model, s.x, s.bcp), rtol=1e-8, atol=1e-13)
+                 ref.per_sample_hessian_norm(model, s.x, s.bcp), rtol=1e-8, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", ["linear", "mlp-tanh"])
@@ -104,7 +104,7 @@ def test_curvature_constants_match_reference(name):
     hess = ref.loss_hessian(model, s.x, s.bcp)
     mu = ref.mu_off_flat(hess, ref.flat_basis(model))
     lip = torch.linalg.eigvalsh(hess)[-1].item()
-    lip_max = ref.per_sample_lambda_max(model, s.x, s.bcp).max().item()
+    lip_max = ref.per_sample_hessian_norm(model, s.x, s.bcp).max().item()
     assert_close(torch.tensor([curv.mu, curv.lipschitz, curv.lipschitz_max], dtype=F64),
                  torch.tensor([mu, lip, lip_max], dtype=F64), rtol=1e-8, atol=1e-14)
     if name == "linear":
@@ -129,14 +129,34 @@ def test_hessian_vector_product_matches_dense():
     assert_close(hessian_vector_product(model, s.x, s.bcp)(v), hess @ v, rtol=1e-8, atol=1e-13)
 
 
+def test_per_sample_lipschitz_is_the_norm_when_targets_sum_below_zero(monkeypatch):
+    """Gaussian targets whose row sums are negative make ``∇²ℓ_i`` negative semi-definite: L_max is its largest
+    |eigenvalue| (exact path, power iteration, the linear closed form and the slow twin agree), not its top one."""
+    import sgdbound.theory.constants as constants
+    from sgdbound.sim.optimum import linear_per_sample_lipschitz
+
+    _, s = _problem(3, 3, seed=21, n=8)
+    model = _linear(3, 3, 22)
+    targets = _noisy_targets(s.bcp, 23, scale=1.5)
+    assert (targets.sum(1) < 0).any() and (targets.sum(1) > 0).any()
+    expected = ref.per_sample_hessian_norm(model, s.x, targets)
+    closed = linear_per_sample_lipschitz(s.x, targets, model.weight.detach(), model.bias.detach())
+    assert_close(closed, expected, rtol=1e-8, atol=1e-13)
+    assert_close(per_sample_lipschitz(model, s.x, targets), expected, rtol=1e-8, atol=1e-13)
+    negative = targets.sum(1) < 0
+    assert (expected[negative] > 1e-3).all()  # the top signed eigenvalue of those rows is 0
+    monkeypatch.setattr(constants, "EXACT_LIMIT", 0)
+    assert_close(per_sample_lipschitz(model, s.x, targets, iterations=400), expected, rtol=1e-6, atol=1e-12)
+
+
 def test_power_iteration_for_large_models(monkeypatch):
     """Above ``EXACT_LIMIT`` parameters L_max comes from power iteration: a lower estimate that converges to
-    the exact per-sample λ_max (checked on a linear student, whose per-sample Hessians are PSD)."""
+    the exact per-sample ‖∇²ℓ_i‖₂ (checked on a linear student, with BCP targets: PSD per-sample Hessians)."""
     import sgdbound.theory.constants as constants
 
     _, s = _problem(3, 3, seed=15, n=5)
     model = _linear(3, 3, 16)
-    exact = ref.per_sample_lambda_max(model, s.x, s.bcp)
+    exact = ref.per_sample_hessian_norm(model, s.x, s.bcp)
     monkeypatch.setattr(constants, "EXACT_LIMIT", 0)
     approx = per_sample_lipschitz(model, s.x, s.bcp, iterations=400)
     assert (approx <= exact * (1 + 1e-10)).all()
