@@ -137,6 +137,24 @@ def test_interpolation_gap_and_lambda_match_loops(case):
     close([choice.lam, choice.onehot, choice.teacher], [lam, a, b])
 
 
+def test_optimal_lambda_with_a_biased_teacher_counts_covariance_or_bias_as_documented():
+    """A deterministic biased teacher (``Temperature(2)``, covariance 0) at a BCP optimum: ``"noise"`` gives
+    ``B = 0`` and ``λ* = 1``; ``"plateau"`` gives ``B = tr(H⁺ (1/n) Σ ∇ℓ(x_i, m_i) ∇ℓ(x_i, m_i)ᵀ)`` (autograd twin)."""
+    problem = GaussianMixture.random(4, 3, separation=1.5, seed=31)
+    s = problem.sample(30, seed=32)
+    model = LinearSoftmax.from_params(*problem.bayes_linear())
+    teacher = Temperature(2.0)
+    noise = optimal_lambda(model, s.x, s.bcp, teacher)
+    assert noise.teacher == 0.0 and noise.lam == 1.0
+    grads = ref.loss_gradients(model, s.x, teacher.mean(s.bcp))
+    pinv = torch.linalg.pinv(ref.loss_hessian(model, s.x, s.bcp), hermitian=True, rtol=1e-9)
+    bias = (pinv * (grads.T @ grads / s.x.shape[0])).sum().item()
+    plateau = optimal_lambda(model, s.x, s.bcp, teacher, criterion="plateau")
+    assert bias > 1e-3
+    close(plateau.teacher, bias, rtol=1e-8)
+    close(plateau.lam, plateau.onehot / (plateau.onehot + bias), rtol=1e-8)
+
+
 def test_paper_forms_equal_trace_form_at_optimum():
     """Prop. 3: at an interpolating θ*, ``E Σ ‖J_k‖²/P_k`` is the one-hot ``E tr(C G)`` and
     ``ν E Σ ‖J_k‖²/P_k²`` the Gaussian one."""

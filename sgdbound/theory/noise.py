@@ -177,6 +177,11 @@ def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher
     The two agree when the teacher's noise is shaped like one-hot noise (a Dirichlet teacher: ``(1+α)/(2+α)``)
     and differ otherwise. A data-driven answer to the paper's open question of how to weight the distillation
     term. The teacher's noise is taken independent of the label.
+
+    A biased teacher (mean ``m ≠ P``, e.g. :class:`~sgdbound.targets.Temperature`): ``"noise"`` counts its
+    covariance only (``B = 0`` for a deterministic one), ``"plateau"`` its second moment at the model, so ``B``
+    also holds the per-sample bias gradients ``Γᵀ(m − P)`` (``tr(H⁺ (1/n) Σ ∇ℓ(x_i, m_i) ∇ℓ(x_i, m_i)ᵀ)`` at a
+    BCP optimum). Neither accounts for the shift of the optimum that the bias causes.
     """
     if isinstance(teacher, Mix):
         raise ValueError("teacher must be the teacher's own supervision model, not a Mix")
