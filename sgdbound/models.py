@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+
+from sgdbound._checks import check_count, check_finite, check_float_dtype
 
 __all__ = ["LinearSoftmax", "MLP", "ACTIVATIONS"]
 
@@ -18,6 +21,25 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def _check_dtype(dtype) -> None:
+    if dtype is not None:
+        check_float_dtype("dtype", dtype)
+
+
+def _widths(hidden) -> list[int]:
+    """``hidden`` (one width or a sequence of widths) as a list of positive ints, or a ``ValueError`` naming it."""
+    scalar = (torch.is_tensor(hidden) or isinstance(hidden, np.ndarray)) and hidden.ndim == 0
+    if isinstance(hidden, (str, bytes)) or scalar or not isinstance(hidden, Iterable):
+        items, single = [hidden], True
+    else:
+        items, single = list(hidden), False
+    try:
+        return [check_count("hidden", h) for h in items]
+    except ValueError as err:
+        got = hidden if single else list(hidden)
+        raise ValueError(f"hidden widths must be positive integers, got {got!r}") from err
+
+
 class LinearSoftmax(nn.Module):
     """Multinomial logistic regression, ``logits = x Wᵀ + b``.
 
@@ -28,17 +50,23 @@ class LinearSoftmax(nn.Module):
     def __init__(self, dim: int, num_classes: int, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None):
         super().__init__()
-        if dim < 1 or num_classes < 2:
-            raise ValueError(f"dim must be >= 1 and num_classes >= 2, got dim={dim}, num_classes={num_classes}")
-        self.dim, self.num_classes = int(dim), int(num_classes)
+        dim, num_classes = check_count("dim", dim), check_count("num_classes", num_classes, 2)
+        _check_dtype(dtype)
+        self.dim, self.num_classes = dim, num_classes
         self.weight = nn.Parameter(torch.zeros(num_classes, dim, dtype=dtype, device=device))
         self.bias = nn.Parameter(torch.zeros(num_classes, dtype=dtype, device=device))
 
     @classmethod
     def from_params(cls, weight: torch.Tensor, bias: torch.Tensor) -> LinearSoftmax:
         """A student holding a copy of ``weight`` ``(K, d)`` and ``bias`` ``(K,)``."""
+        for name, value in (("weight", weight), ("bias", bias)):
+            if not torch.is_tensor(value) or not value.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor, got "
+                                 f"{value.dtype if torch.is_tensor(value) else type(value).__name__}")
         if weight.dim() != 2 or bias.shape != weight.shape[:1]:
             raise ValueError(f"weight must be (K, d) and bias (K,), got {tuple(weight.shape)} and {tuple(bias.shape)}")
+        check_finite("weight", weight.detach())
+        check_finite("bias", bias.detach())
         model = cls(weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device)
         with torch.no_grad():
             model.weight.copy_(weight)
@@ -63,10 +91,10 @@ class MLP(nn.Module):
                  activation: str = "relu", *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None):
         super().__init__()
-        widths = [int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]
-        if any(w < 1 for w in widths):
-            raise ValueError(f"hidden widths must be positive, got {widths}")
-        if activation not in ACTIVATIONS:
+        dim, num_classes = check_count("dim", dim), check_count("num_classes", num_classes, 2)
+        widths = _widths(hidden)
+        _check_dtype(dtype)
+        if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         layers: list[nn.Module] = []
         previous = dim

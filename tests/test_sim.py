@@ -373,11 +373,78 @@ def test_records_and_shapes():
     (dict(stream=False, train_size=0), "train_size"),
     (dict(noise=[OneHot(), Exact()], lr=[0.1, 0.2, 0.3]), "broadcast"),
     (dict(optimizer="lbfgs"), "optimizer"),
+    (dict(momentum=1.0), "momentum"),
+    (dict(stream=False, train_size=10, steps=2.5), "steps"),  # looped forever before
+    (dict(stream=False, train_size=10, epochs=2.5), "epochs"),
+    (dict(stream=False, train_size=10, steps=None), "epochs"),
+    (dict(steps=float("inf")), "steps"),
+    (dict(replicas=float("nan")), "replicas"),
+    (dict(theory_samples=2.5), "theory_samples"),
+    (dict(eval_size=-1), "eval_size"),
+    (dict(seed=1.5), "seed"),
+    (dict(dtype=torch.int64), "dtype"),
+    (dict(device="nonsense"), "device"),
+    (dict(init=(torch.full((3, 3), float("nan")), torch.zeros(3))), "init weight"),
+    (dict(init=(torch.zeros(3, 2), torch.zeros(3))), "init weight"),
+    (dict(init=(torch.zeros(3, 3), torch.zeros(4))), "init bias"),
+    (dict(init=LinearSoftmax(4, 3)), "init weight"),
+    (dict(init=torch.zeros(3, 3)), "init"),
+    (dict(student="mlp", init="random", hidden=0), "hidden"),
+    (dict(student="mlp", init="random", hidden=(3, 2.5)), "hidden"),
+    (dict(student="mlp", init=MLP(4, 3, hidden=3), hidden=3), "init layer 0 weight"),
+    (dict(student="mlp", init=MLP(3, 3, hidden=(3, 3)), hidden=3), "layers"),
 ])
-def test_bad_input_is_refused(kwargs, match):
+def test_bad_input_is_refused(kwargs, match, monkeypatch):
+    """Refused with a ValueError naming the argument, before any theory is computed or any step is run."""
+    module = importlib.import_module("sgdbound.sim.simulate")
+
+    def no_work(*args, **kw):
+        raise AssertionError("work started before the input was checked")
+
+    monkeypatch.setattr(module, "_linear_theories", no_work)
+    monkeypatch.setattr(module, "make_sampler", lambda problem, *a: problem)
     settings = dict(steps=5, replicas=2) | kwargs
     with pytest.raises(ValueError, match=match):
         simulate(GaussianMixture.random(3, 3, seed=0), **settings)
+
+
+def test_device_cuda_without_a_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        simulate(GaussianMixture.random(3, 3, seed=0), steps=5, replicas=2, device="cuda")
+
+
+def test_fit_linear_refuses_targets_without_a_minimiser():
+    """Every target ``(1.2, −0.2)``: ``−1.2 log q₁ + 0.2 log q₂ → −∞`` as the bias of class 1 grows; no minimiser."""
+    x = torch.tensor([[-1.0], [0.0], [1.0]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="targets: Newton's method finds no minimiser"):
+        fit_linear(x, torch.tensor([[1.2, -0.2]] * 3, dtype=torch.float64))
+
+
+def test_fit_linear_fits_negative_targets_when_a_minimiser_exists():
+    """Two inputs, two targets each, one with a negative entry; per input the targets sum to positive weights
+    ``(1.6, 0.4)`` and ``(0.5, 1.5)``, so the minimiser fits ``q = (0.8, 0.2)`` and ``(0.25, 0.75)`` exactly."""
+    x = torch.tensor([[1.0], [1.0], [-1.0], [-1.0]], dtype=torch.float64)
+    t = torch.tensor([[1.1, -0.1], [0.5, 0.5], [0.2, 0.8], [0.3, 0.7]], dtype=torch.float64)
+    weight, bias = fit_linear(x, t)
+    q = torch.softmax(x @ weight.T + bias, 1)
+    expected = torch.tensor([[0.8, 0.2], [0.8, 0.2], [0.25, 0.75], [0.25, 0.75]], dtype=torch.float64)
+    torch.testing.assert_close(q, expected, rtol=0, atol=1e-9)
+
+
+def test_fit_linear_names_rank_deficient_inputs():
+    with pytest.raises(ValueError, match="x: the inputs with a column of ones have rank 1 < 2"):
+        fit_linear(torch.zeros(3, 1, dtype=torch.float64),
+                   torch.tensor([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]], dtype=torch.float64))
+
+
+def test_finite_sum_with_fixed_gaussian_targets_says_why_it_cannot_run():
+    """The audit's case: ν = 0.05 drawn once per example on the standardised reference problem has no empirical
+    minimiser (the objective decreases without bound); the run is refused before it starts, saying what to do."""
+    problem = GaussianMixture.reference(seed=0).standardized()
+    with pytest.raises(ValueError, match=r"Gaussian\(nu=0.05\) with stream=False.*stream=True"):
+        simulate(problem, noise=Gaussian(0.05), stream=False, epochs=1, replicas=2, lr=0.005, eval_size=0, seed=0)
 
 
 

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sgdbound._checks import check_finite, check_positive, check_simplex
+from sgdbound._checks import (
+    check_count,
+    check_finite,
+    check_float_dtype,
+    check_nonnegative,
+    check_positive,
+    check_simplex,
+)
 from sgdbound.data._sample import Sample, make_generator
 
 __all__ = ["GaussianMixture", "QuadraticMixture", "LogisticTeacher"]
@@ -22,10 +29,43 @@ _F64 = torch.float64
 
 
 def _as_f64(name: str, value) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(value, dtype=np.float64) if not torch.is_tensor(value) else value)
+    if torch.is_tensor(value):
+        if value.dtype == torch.bool or value.is_complex():
+            raise ValueError(f"{name} must hold real numbers, got dtype {value.dtype}")
+        tensor = value
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{name} must hold real numbers: {err}") from err
     tensor = tensor.to(_F64).clone()
     check_finite(name, tensor)
     return tensor
+
+
+def _check_means(name: str, means: torch.Tensor) -> None:
+    if means.dim() != 2 or means.shape[0] < 2 or means.shape[1] < 1:
+        raise ValueError(f"{name} must be (K, d) with K >= 2 and d >= 1, got shape {tuple(means.shape)}")
+
+
+def _affine_map(matrix, shift, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``matrix`` ``(m, d)`` of full row rank and ``shift`` ``(m,)`` in float64, or a ``ValueError`` naming them."""
+    matrix, shift = _as_f64("matrix", matrix), _as_f64("shift", shift)
+    if matrix.dim() != 2 or matrix.shape[1] != dim or matrix.shape[0] < 1:
+        raise ValueError(f"matrix must be (m, {dim}) to act on {dim}-dimensional inputs, got {tuple(matrix.shape)}")
+    if shift.shape != matrix.shape[:1]:
+        raise ValueError(f"shift must have shape ({matrix.shape[0]},) to match matrix, got {tuple(shift.shape)}")
+    singular = torch.linalg.svdvals(matrix)
+    if singular[-1] <= singular[0] * max(matrix.shape) * torch.finfo(_F64).eps:
+        raise ValueError(f"matrix must have full row rank {matrix.shape[0]} (singular values "
+                         f"{singular[0].item():.3g} … {singular[-1].item():.3g})")
+    return matrix, shift
+
+
+def _sample_args(n, dtype) -> int:
+    n = check_count("n", n)
+    check_float_dtype("dtype", dtype)
+    return n
 
 
 def _check_spd(name: str, matrix: torch.Tensor) -> torch.Tensor:
@@ -53,16 +93,22 @@ def _inputs(x, dim: int) -> tuple[torch.Tensor, torch.dtype]:
     """``x`` (a tensor or array-like ``(n, d)``) in float64, and the dtype BCPs are returned in (``x``'s own
     floating dtype, float64 otherwise)."""
     if not torch.is_tensor(x):
-        x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        try:
+            x = torch.as_tensor(np.asarray(x, dtype=np.float64))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"x must be an (n, {dim}) array of real numbers: {err}") from err
     if x.dim() != 2 or x.shape[1] != dim:
         raise ValueError(f"x must be (n, {dim}), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"x must have at least one row, got shape {tuple(x.shape)}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"x must hold real numbers, got dtype {x.dtype}")
     check_finite("x", x)
     return x.to(_F64), (x.dtype if x.is_floating_point() else _F64)
 
 
 def _draw(generator: torch.Generator, n: int, priors: torch.Tensor) -> torch.Tensor:
-    if n < 1:
-        raise ValueError(f"n must be a positive number of samples, got {n}")
+    n = check_count("n", n)
     return torch.multinomial(priors, n, replacement=True, generator=generator)
 
 
@@ -84,8 +130,7 @@ class GaussianMixture:
 
     def __init__(self, means, noise_var, priors=None):
         self.means = _as_f64("means", means)
-        if self.means.dim() != 2 or self.means.shape[0] < 2:
-            raise ValueError(f"means must be (K, d) with K >= 2, got shape {tuple(self.means.shape)}")
+        _check_means("means", self.means)
         num_classes, dim = self.means.shape
         var = _as_f64("noise_var", noise_var)
         if var.dim() == 0:
@@ -122,14 +167,20 @@ class GaussianMixture:
                   centers: Sequence[float] = (4.0, 5.0, 6.0)) -> GaussianMixture:
         """The official notebook's problem: 5 classes in 30 dimensions, each mean coordinate drawn uniformly
         from {4, 5, 6}, isotropic variance 2.5, uniform priors."""
+        num_classes, dim = check_count("num_classes", num_classes, 2), check_count("dim", dim)
+        centers = _as_f64("centers", centers)
+        if centers.dim() != 1 or centers.numel() < 1:
+            raise ValueError(f"centers must be a non-empty sequence of numbers, got shape {tuple(centers.shape)}")
         gen = make_generator(seed)
         choice = torch.randint(len(centers), (num_classes, dim), generator=gen)
-        return cls(torch.tensor(centers, dtype=_F64)[choice], noise_var)
+        return cls(centers[choice], noise_var)
 
     @classmethod
     def random(cls, num_classes: int, dim: int, *, separation: float = 1.0, noise_var: float = 1.0,
                seed: int = 0) -> GaussianMixture:
         """Means ``N(0, separation² I)``; a quick problem for tests and sweeps."""
+        num_classes, dim = check_count("num_classes", num_classes, 2), check_count("dim", dim)
+        separation = check_nonnegative("separation", separation)
         gen = make_generator(seed)
         means = separation * torch.randn(num_classes, dim, generator=gen, dtype=_F64)
         return cls(means, noise_var)
@@ -159,7 +210,9 @@ class GaussianMixture:
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
-        """``n`` draws ``(x, y, bcp)``; reproducible for a ``seed`` (or an explicit ``generator``)."""
+        """``n`` draws ``(x, y, bcp)``; reproducible for a ``seed`` (or an explicit ``generator``).
+        ``dtype``: the floating-point dtype of ``x`` and ``bcp``."""
+        n = _sample_args(n, dtype)
         gen = make_generator(seed, generator)
         y = _draw(gen, n, self.priors)
         noise = torch.randn(n, self.dim, generator=gen, dtype=_F64)
@@ -179,8 +232,9 @@ class GaussianMixture:
 
     def affine(self, matrix: torch.Tensor, shift: torch.Tensor) -> GaussianMixture:
         """The same problem seen through ``x' = A x + c``: means ``A μ_k + c`` and covariance ``A Σ Aᵀ``.
-        The BCPs are unchanged point by point: ``P'(k | A x + c) = P(k | x)``."""
-        matrix, shift = _as_f64("matrix", matrix), _as_f64("shift", shift)
+        The BCPs are unchanged point by point: ``P'(k | A x + c) = P(k | x)`` (for a square ``A``).
+        ``matrix``: ``(m, d)`` of full row rank; ``shift``: ``(m,)``."""
+        matrix, shift = _affine_map(matrix, shift, self.dim)
         return GaussianMixture(self.means @ matrix.T + shift, matrix @ self.covariance @ matrix.T, self.priors)
 
     def standardization(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +262,9 @@ class QuadraticMixture(GaussianMixture):
 
     def __init__(self, means, covariances, priors=None):
         means = _as_f64("means", means)
+        _check_means("means", means)
         covs = _as_f64("covariances", covariances)
-        if means.dim() != 2 or covs.shape != (means.shape[0], means.shape[1], means.shape[1]):
+        if covs.shape != (means.shape[0], means.shape[1], means.shape[1]):
             raise ValueError(f"covariances must be (K, d, d) = {(means.shape[0], means.shape[1], means.shape[1])}, "
                              f"got {tuple(covs.shape)}")
         chols = torch.stack([_check_spd(f"covariances[{k}]", c) for k, c in enumerate(covs)])
@@ -221,6 +276,9 @@ class QuadraticMixture(GaussianMixture):
     def random(cls, num_classes: int, dim: int, *, separation: float = 1.0, spread: float = 1.0,
                seed: int = 0) -> QuadraticMixture:
         """Means ``N(0, separation² I)`` and covariances ``diag(exp(spread · N(0, 1)))``, different per class."""
+        num_classes, dim = check_count("num_classes", num_classes, 2), check_count("dim", dim)
+        separation = check_nonnegative("separation", separation)
+        spread = check_nonnegative("spread", spread)
         gen = make_generator(seed)
         means = separation * torch.randn(num_classes, dim, generator=gen, dtype=_F64)
         variances = torch.exp(spread * torch.randn(num_classes, dim, generator=gen, dtype=_F64))
@@ -243,6 +301,7 @@ class QuadraticMixture(GaussianMixture):
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
+        n = _sample_args(n, dtype)
         gen = make_generator(seed, generator)
         y = _draw(gen, n, self.priors)
         noise = torch.randn(n, self.dim, generator=gen, dtype=_F64)
@@ -256,7 +315,7 @@ class QuadraticMixture(GaussianMixture):
         return within + centred.T @ (self.priors[:, None] * centred)
 
     def affine(self, matrix, shift):
-        matrix, shift = _as_f64("matrix", matrix), _as_f64("shift", shift)
+        matrix, shift = _affine_map(matrix, shift, self.dim)
         return QuadraticMixture(self.means @ matrix.T + shift, matrix @ self.covariances @ matrix.T, self.priors)
 
 
@@ -269,11 +328,15 @@ class LogisticTeacher:
         if self.weight.dim() != 2 or self.bias.shape != self.weight.shape[:1]:
             raise ValueError(f"weight must be (K, d) and bias (K,), got {tuple(self.weight.shape)}, "
                              f"{tuple(self.bias.shape)}")
+        if self.weight.shape[0] < 2 or self.weight.shape[1] < 1:
+            raise ValueError(f"weight must be (K, d) with K >= 2 classes and d >= 1, got {tuple(self.weight.shape)}")
         self.input_scale = check_positive("input_scale", input_scale)
 
     @classmethod
     def random(cls, num_classes: int, dim: int, *, scale: float = 1.0, seed: int = 0) -> LogisticTeacher:
         """``W*`` with entries ``N(0, scale²/d)`` and ``b* = 0``."""
+        num_classes, dim = check_count("num_classes", num_classes, 2), check_count("dim", dim)
+        scale = check_nonnegative("scale", scale)
         gen = make_generator(seed)
         weight = scale / math.sqrt(dim) * torch.randn(num_classes, dim, generator=gen, dtype=_F64)
         return cls(weight, torch.zeros(num_classes, dtype=_F64))
@@ -295,9 +358,8 @@ class LogisticTeacher:
 
     def sample(self, n: int, seed: int | None = None, *, generator: torch.Generator | None = None,
                dtype: torch.dtype = _F64) -> Sample:
+        n = _sample_args(n, dtype)
         gen = make_generator(seed, generator)
-        if n < 1:
-            raise ValueError(f"n must be a positive number of samples, got {n}")
         x = self.input_scale * torch.randn(n, self.dim, generator=gen, dtype=_F64)
         bcp = self.bcp(x)
         y = torch.multinomial(bcp, 1, generator=gen)[:, 0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sgdbound._checks import check_matrix_rows
 from sgdbound.theory import (
     Bound,
     batch_noise,
@@ -27,6 +28,8 @@ from sgdbound.theory import (
 __all__ = ["fit_linear", "LinearTheory", "linear_theory", "linear_per_sample_lipschitz", "flat_distance_sq"]
 
 _F64 = torch.float64
+#: Norm of ``[W b]`` beyond which :func:`fit_linear`, not converged, reports that no minimiser exists.
+DIVERGED = 1e6
 
 
 def _augment(x: torch.Tensor) -> torch.Tensor:
@@ -40,10 +43,26 @@ def _loss(theta: torch.Tensor, xa: torch.Tensor, targets: torch.Tensor) -> torch
 def fit_linear(x: torch.Tensor, targets: torch.Tensor, init: tuple[torch.Tensor, torch.Tensor] | None = None,
                tol: float = 1e-11, max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """``argmin_{W, b} (1/n) Σ_i −Σ_k t_ik log softmax(W x_i + b)_k`` in float64, centred (rows of ``[W b]``
-    sum to zero). Returns ``(W (K, d), b (K,))``; warns if the gradient norm does not reach ``tol``."""
+    sum to zero). Returns ``(W (K, d), b (K,))``; warns if the gradient norm does not reach ``tol``.
+
+    Targets with negative entries (fixed Gaussian noise) can make the objective unbounded below, with no
+    minimiser: when Newton's Hessian turns singular, or the iterate ends beyond :data:`DIVERGED` in norm without
+    converging, a ``ValueError`` naming ``targets`` says so instead of returning a meaningless point."""
+    check_matrix_rows("x", x)
+    check_matrix_rows("targets", targets, rows=x.shape[0])
+    if x.shape[0] == 0:
+        raise ValueError("x must have at least one row")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be positive and finite, got {tol!r}")
     xa, t = _augment(x.to(_F64)), targets.to(_F64)
     n, num_classes = t.shape
     width = xa.shape[1]
+    negative = int((t < 0).any(1).sum())
+    unbounded = (f"targets: Newton's method finds no minimiser of the mean cross-entropy to these targets over a "
+                 f"linear-softmax student ({negative} of {n} target rows have negative entries, as fixed Gaussian "
+                 f"noise gives, and with them the objective can decrease without bound): ")
     if init is None:
         theta = torch.zeros(num_classes, width, dtype=_F64)
     else:
@@ -59,7 +78,14 @@ def fit_linear(x: torch.Tensor, targets: torch.Tensor, init: tuple[torch.Tensor,
             break
         weights = mass[:, None, None] * (torch.diag_embed(q) - q[:, :, None] * q[:, None, :])  # (n, K, K)
         hess = kron_blocks(xa, weights) + flat
-        step = -torch.linalg.solve(hess, grad.reshape(-1)).reshape(num_classes, width)
+        solved, info = torch.linalg.solve_ex(hess, grad.reshape(-1))
+        if int(info) != 0 or not bool(torch.isfinite(solved).all()):
+            rank = int(torch.linalg.matrix_rank(xa))
+            if rank < width:
+                raise ValueError(f"x: the inputs with a column of ones have rank {rank} < {width}, so the optimum "
+                                 f"is not unique (Newton's Hessian is singular)")
+            raise ValueError(unbounded + f"Newton's Hessian is singular at |θ| = {theta.norm():.3g}")
+        step = -solved.reshape(num_classes, width)
         size = 1.0
         while size > 1e-10:
             trial = theta + size * step
@@ -69,6 +95,8 @@ def fit_linear(x: torch.Tensor, targets: torch.Tensor, init: tuple[torch.Tensor,
             size *= 0.5
         theta, loss = trial, trial_loss
     else:
+        if not bool(torch.isfinite(theta).all()) or theta.norm() > DIVERGED:
+            raise ValueError(unbounded + f"|θ| reached {theta.norm():.3g} in {max_iter} Newton steps")
         warnings.warn(f"fit_linear stopped after {max_iter} Newton steps (gradient norm {grad.norm():.2e})",
                       stacklevel=2)
     theta = theta - theta.mean(0)

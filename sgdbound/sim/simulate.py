@@ -18,7 +18,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from sgdbound._checks import check_nonnegative, check_positive
+from sgdbound._checks import (
+    check_count,
+    check_finite,
+    check_float_dtype,
+    check_nonnegative,
+    check_positive,
+    check_seed,
+)
 from sgdbound.sim.optim import OPTIMIZERS
 from sgdbound.sim.optimum import LinearTheory, fit_linear, flat_distance_sq, linear_theory
 from sgdbound.sim.sampling import make_sampler
@@ -41,10 +48,16 @@ DEFAULT_TRAIN_SIZE = 1000  # finite sum without an explicit train_size
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when available, else the CPU."""
+    """``"auto"`` is CUDA when available, else the CPU; ``ValueError`` for a device torch does not know or lacks."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r} ({error})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available on this machine (use 'auto' or 'cpu')")
+    return dev
 
 
 def _as_list(value, name: str) -> list:
@@ -160,14 +173,17 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         raise ValueError("schedule='decreasing' needs a linear student and optimizer='sgd'")
     if sampling not in SAMPLING:
         raise ValueError(f"sampling must be one of {SAMPLING}, got {sampling!r}")
-    check_nonnegative("momentum", momentum)
+    momentum = check_nonnegative("momentum", momentum)
+    if momentum >= 1:
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
     if momentum and optimizer != "sgd":
         raise ValueError("momentum applies to optimizer='sgd' (Adam has its own betas)")
-    for name, value in (("replicas", replicas), ("batch_size", batch_size), ("record_every", record_every)):
-        if isinstance(value, bool) or int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
-    if isinstance(eval_size, bool) or int(eval_size) != eval_size or eval_size < 0:
-        raise ValueError(f"eval_size must be a non-negative integer (0 skips the evaluation metrics), got {eval_size}")
+    replicas, batch_size = check_count("replicas", replicas), check_count("batch_size", batch_size)
+    record_every = check_count("record_every", record_every)
+    eval_size = check_count("eval_size", eval_size, minimum=0)  # 0 skips the evaluation metrics
+    theory_samples = check_count("theory_samples", theory_samples)
+    seed = check_seed("seed", seed)
+    dtype = check_float_dtype("dtype", dtype)
     if student == "mlp" and activation not in ACTIVATION_GRADS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATION_GRADS)}, got {activation!r}")
     if isinstance(init, str) and init not in ("optimum", "random"):
@@ -177,23 +193,23 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     if stream:
         if train_size is not None or epochs is not None:
             raise ValueError("train_size and epochs are for stream=False (finite sum)")
-        if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps}")
+        steps = check_count("steps", steps)
     else:
         if train_size is None:
             train_size = DEFAULT_TRAIN_SIZE
             log.info("stream=False without train_size: using %d training examples", train_size)
-        if isinstance(train_size, bool) or int(train_size) != train_size or train_size < batch_size:
-            raise ValueError(f"train_size must be an integer >= batch_size ({batch_size}), got {train_size}")
+        train_size = check_count("train_size", train_size, minimum=batch_size)
         if epochs is not None:
-            steps = int(epochs) * (int(train_size) // batch_size)
-        if steps is None or steps < 1:
+            steps = check_count("epochs", epochs) * (train_size // batch_size)
+        elif steps is None:
             raise ValueError("stream=False needs epochs (or steps)")
+        steps = check_count("steps", steps)
 
-    init = _normalise_init(init)
     dev = resolve_device(device)
     sampler = make_sampler(problem, dev, dtype)
     num_classes, dim = problem.num_classes, problem.dim
+    widths = [dim, *_hidden_widths(hidden), num_classes] if student == "mlp" else None
+    init = _check_init(_normalise_init(init), student, dim, num_classes, widths)
     n_total = configs * replicas
     gen = torch.Generator(device=dev).manual_seed(seed)
     init_gen = torch.Generator(device=dev).manual_seed(seed + 1_000_003)
@@ -204,7 +220,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     evaluation = problem.sample(eval_size, seed=seed + 2_000_003).to(device=dev, dtype=dtype) if eval_size else None
     train = targets_fixed = None
     if not stream:
-        train = problem.sample(int(train_size), seed=seed + 3_000_017)
+        train = problem.sample(train_size, seed=seed + 3_000_017)
         target_gen = torch.Generator().manual_seed(seed + 4_000_037)
         targets_fixed = torch.stack([c._sample(train.bcp, train.y, target_gen) for c in noises])  # (C, n, K) f64
 
@@ -224,7 +240,6 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
             model = BatchedLinear.init(n_total, dim, num_classes, init, init_gen, dev, dtype)
         width = num_classes
     else:
-        widths = [dim, *([int(hidden)] if isinstance(hidden, int) else [int(h) for h in hidden]), num_classes]
         model = BatchedMLP.init(n_total, widths, activation, init, init_gen, dev, dtype)
         width = max(widths)
     flat = getattr(model, "flat", None)
@@ -238,7 +253,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     # -- step sizes per step ---------------------------------------------------------------------------------
     schedule_table = None
     if schedule == "decreasing":
-        table = np.stack([decreasing_steps(mu=th.mu, smoothness=th.smoothness, steps=int(steps))
+        table = np.stack([decreasing_steps(mu=th.mu, smoothness=th.smoothness, steps=steps)
                           for th in theories], 1)
         schedule_table = torch.tensor(table, dtype=dtype, device=dev)  # (steps, C)
 
@@ -283,7 +298,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         delta = torch.cat([model.weight - opt_w, (model.bias - opt_b)[..., None]], -1).double().cpu()
         delta = (delta - delta.mean(1, keepdim=True)).reshape(configs, replicas, -1)
         init_cov = torch.einsum("crp,crq->cpq", delta, delta) / replicas
-    bar = tqdm(total=int(steps), disable=not progress, desc="simulate", unit="step", leave=False)
+    bar = tqdm(total=steps, disable=not progress, desc="simulate", unit="step", leave=False)
 
     def draw(step: int):
         """Step ``step``'s examples ``x`` ``(N, b, d)``, targets ``(N, b, K)`` and step sizes ``(N,)``."""
@@ -312,7 +327,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
         n_total * batch_size * (dim + num_classes) * torch.finfo(dtype).bits // 8)))
     t = 0
     while t < steps:
-        stop = min(int(steps), t + block, (t // record_every + 1) * record_every)
+        stop = min(steps, t + block, (t // record_every + 1) * record_every)
         drawn = [draw(s) for s in range(t, stop)]
         if student == "linear":
             for x, targets, step_lr in drawn:
@@ -334,7 +349,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
 
     stacked = {k: torch.stack(v, 1).numpy() for k, v in records.items()}  # (N, records)
     base_config = {
-        "problem": repr(problem), "student": student, "steps": int(steps), "replicas": replicas, "stream": stream,
+        "problem": repr(problem), "student": student, "steps": steps, "replicas": replicas, "stream": stream,
         "init": init if isinstance(init, str) else "given", "device": str(dev), "dtype": str(dtype),
         "record_every": record_every, "momentum": momentum, "batch_size": batch_size,
         "hidden": list(hidden) if student == "mlp" and not isinstance(hidden, int) else hidden,
@@ -363,6 +378,43 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
                         traj.pl_bound = theory.pl(lrs[c], float(traj.excess_risk[:, 0].mean()))
         out.append(traj)
     return out if many else out[0]
+
+
+def _hidden_widths(hidden) -> list[int]:
+    """``hidden`` (an int or a sequence of ints) as a list of widths >= 1."""
+    if isinstance(hidden, (list, tuple)):
+        if not hidden:
+            raise ValueError("hidden must hold at least one width")
+        return [check_count(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
+    return [check_count("hidden", hidden)]
+
+
+def _check_init(init, student: str, dim: int, num_classes: int, widths: list[int] | None):
+    """Refuse given start parameters whose shapes do not fit the student, or that are not finite."""
+    if isinstance(init, str):
+        return init
+    if student == "linear":
+        if not (isinstance(init, tuple) and len(init) == 2):
+            raise ValueError("init for a linear student must be 'optimum', 'random', a (weight, bias) tuple, a "
+                             f"LinearSoftmax or its state dict; got {type(init).__name__}")
+        pairs, shapes = [init], [((num_classes, dim), (num_classes,))]
+    else:
+        if not (isinstance(init, (list, tuple)) and init and all(isinstance(p, tuple) and len(p) == 2
+                                                                 for p in init)):
+            raise ValueError("init for an MLP student must be 'random', a list of (weight, bias) tuples or an MLP; "
+                             f"got {type(init).__name__}")
+        pairs = list(init)
+        shapes = [((w_out, w_in), (w_out,)) for w_in, w_out in zip(widths[:-1], widths[1:])]
+        if len(pairs) != len(shapes):
+            raise ValueError(f"init has {len(pairs)} layers, the student {len(shapes)} (widths {widths})")
+    for i, ((weight, bias), (w_shape, b_shape)) in enumerate(zip(pairs, shapes)):
+        for name, value, shape in (("weight", weight, w_shape), ("bias", bias, b_shape)):
+            label = f"init {name}" if student == "linear" else f"init layer {i} {name}"
+            if not torch.is_tensor(value) or tuple(value.shape) != shape:
+                got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+                raise ValueError(f"{label} must have shape {shape}, got {got}")
+            check_finite(label, value)
+    return init
 
 
 def _normalise_init(init):
@@ -413,7 +465,8 @@ class _TargetPlan:
             if values is None:
                 drawn = key._sample(part.reshape(-1, k), y[rows].reshape(-1), gen)
             else:
-                drawn = key.sample_rows(values.repeat_interleave(part.shape[1])[:, None], part.reshape(-1, k), gen)
+                per_row = values.repeat_interleave(part.shape[1])[:, None]  # parameters checked at the start
+                drawn = key._draw_rows(per_row, part.reshape(-1, k), gen)
             out[rows] = drawn.reshape(part.shape)
         return out
 
@@ -428,7 +481,7 @@ def _linear_theories(problem, noises, lrs, stream, train, targets_fixed, redraw,
     theories = []
     predict = optimizer == "sgd" and schedule == "constant"
     if stream:
-        reference = problem.sample(int(theory_samples), seed=seed + 5_000_011)
+        reference = problem.sample(theory_samples, seed=seed + 5_000_011)
         for noise, lr in zip(noises, lrs):
             mean = noise.mean(reference.bcp)
             if bayes is not None and not noise.biased:
@@ -442,7 +495,12 @@ def _linear_theories(problem, noises, lrs, stream, train, targets_fixed, redraw,
     n = train.x.shape[0]
     for c, (noise, lr) in enumerate(zip(noises, lrs)):
         fixed = _given_label_mean(noise, train.bcp, train.y) if redraw else targets_fixed[c]
-        weight, bias = fit_linear(train.x, fixed, init=bayes)
+        try:
+            weight, bias = fit_linear(train.x, fixed, init=bayes)
+        except ValueError as error:
+            raise ValueError(f"noise={noise!r} with stream=False: {error}. The finite sum needs a minimiser: use "
+                             f"stream=True (fresh targets each step), redraw=True, or a noise model on the simplex"
+                             ) from None
         theories.append(linear_theory(train.x, train.bcp, fixed, weight, bias, fixed_targets=fixed, n=n,
                                       batch=batch_size, step=lr, momentum=momentum,
                                       predict=predict and not redraw and sampling == "replacement"))

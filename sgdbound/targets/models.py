@@ -22,10 +22,38 @@ def _outer_cov(bcp: torch.Tensor) -> torch.Tensor:
 def _check_labels(y: torch.Tensor | None, bcp: torch.Tensor) -> None:
     if y is None:
         return
+    if not torch.is_tensor(y):
+        raise ValueError(f"y must be a tensor of integer labels, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer labels, got dtype {y.dtype}")
     if y.shape != bcp.shape[:1]:
         raise ValueError(f"y must have shape ({bcp.shape[0]},) to match bcp, got {tuple(y.shape)}")
     if y.numel() and (y.min() < 0 or y.max() >= bcp.shape[1]):
         raise ValueError(f"y must hold labels in [0, {bcp.shape[1]})")
+
+
+def _check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _row_parameter(name: str, value, bcp: torch.Tensor, *, positive: bool):
+    """A model parameter given as a number, or as a tensor with one value per row of ``bcp`` (``(n, 1)``, or one
+    element for all rows); refuse NaN, inf and values that are not positive (``positive``) or negative."""
+    if not torch.is_tensor(value):
+        return check_positive(name, value) if positive else check_nonnegative(name, value)
+    n = bcp.shape[0]
+    if not (value.numel() == 1 and value.dim() <= 2) and tuple(value.shape) != (n, 1):
+        raise ValueError(f"{name} must be a number or an ({n}, 1) tensor (one value per row of bcp), "
+                         f"got shape {tuple(value.shape)}")
+    if not value.is_floating_point():
+        raise ValueError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    bad = ~(((value > 0) if positive else (value >= 0)) & (value < math.inf))  # NaN fails both comparisons
+    if bad.any():
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        rule = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be {rule} and finite (entry {index} is {value[index].item()})")
+    return value
 
 
 def _labels(bcp: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
@@ -40,8 +68,14 @@ def sample_gamma_log(shape: torch.Tensor, generator: torch.Generator | None = No
     Shapes below one use ``G = G' U^{1/a}`` with ``G' ~ Gamma(a + 1)``, kept in log space so tiny shapes
     (``α P_k`` near zero) do not underflow.
     """
-    if (shape <= 0).any():
-        raise ValueError("gamma shape parameters must be positive")
+    if not torch.is_tensor(shape) or not shape.is_floating_point():
+        raise ValueError(f"shape must be a floating-point tensor, got "
+                         f"{shape.dtype if torch.is_tensor(shape) else type(shape).__name__}")
+    bad = ~(torch.isfinite(shape) & (shape > 0))  # NaN and inf would never be accepted by the loop below
+    if bad.any():
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"shape must hold positive, finite gamma shape parameters (entry {index} is "
+                         f"{shape[index].item()})")
     boost = shape < 1
     a = torch.where(boost, shape + 1, shape)
     d = a - 1.0 / 3.0
@@ -93,6 +127,7 @@ class SupervisionModel(ABC):
         ``bcp`` (one-hot parts use them; drawn afresh from ``bcp`` when None)."""
         check_simplex("bcp", bcp)
         _check_labels(y, bcp)
+        _check_generator(generator)
         return self._sample(bcp, y, generator)
 
     def check(self, bcp: torch.Tensor) -> None:
@@ -152,14 +187,25 @@ class Dirichlet(SupervisionModel):
     ROW_PARAMETER = "alpha"
 
     def _sample(self, bcp, y, generator):
-        return self.sample_rows(self.alpha, bcp, generator)
+        return self._draw_rows(self.alpha, bcp, generator)
 
     @staticmethod
     def sample_rows(alpha, bcp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws for ``alpha`` a number or a ``(n, 1)`` tensor (one concentration per row), so several
-        configurations sample together. Entries with ``P_k = 0`` stay exactly 0 (a degenerate component)."""
-        positive = bcp > 0
-        shape = torch.where(positive, alpha * bcp, torch.ones_like(bcp))
+        configurations sample together. Entries with ``P_k = 0`` stay exactly 0 (a degenerate component).
+
+        ``bcp`` is checked like ``sample``'s, and ``alpha`` must be positive and finite."""
+        check_simplex("bcp", bcp)
+        alpha = _row_parameter("alpha", alpha, bcp, positive=True)
+        _check_generator(generator)
+        return Dirichlet._draw_rows(alpha, bcp, generator)
+
+    @staticmethod
+    def _draw_rows(alpha, bcp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``sample_rows`` on checked arguments."""
+        shape = alpha * bcp
+        positive = shape > 0  # P_k = 0 (or α P_k below the smallest float) is a degenerate component
+        shape = torch.where(positive, shape, torch.ones_like(shape))
         logs = sample_gamma_log(shape, generator)
         logs = torch.where(positive, logs, torch.full_like(logs, -math.inf))
         return torch.softmax(logs, dim=1)
@@ -187,13 +233,23 @@ class Gaussian(SupervisionModel):
     ROW_PARAMETER = "nu"
 
     def _sample(self, bcp, y, generator):
-        return self.sample_rows(self.nu, bcp, generator)
+        return self._draw_rows(self.nu, bcp, generator)
 
     @staticmethod
     def sample_rows(nu, bcp: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draws for ``nu`` a number or a ``(n, 1)`` tensor (one variance per row)."""
+        """Draws for ``nu`` a number or a ``(n, 1)`` tensor (one variance per row).
+
+        ``bcp`` is checked like ``sample``'s, and ``nu`` must be non-negative and finite."""
+        check_simplex("bcp", bcp)
+        nu = _row_parameter("nu", nu, bcp, positive=False)
+        _check_generator(generator)
+        return Gaussian._draw_rows(nu, bcp, generator)
+
+    @staticmethod
+    def _draw_rows(nu, bcp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``sample_rows`` on checked arguments."""
         noise = torch.randn(bcp.shape, generator=generator, dtype=bcp.dtype, device=bcp.device)
-        scale = math.sqrt(nu) if isinstance(nu, (int, float)) else nu.sqrt()
+        scale = nu.sqrt() if torch.is_tensor(nu) else math.sqrt(nu)
         return bcp + scale * noise
 
 
@@ -207,20 +263,28 @@ class Temperature(SupervisionModel):
     def __post_init__(self):
         check_positive("T", self.T)
 
+    def _tempered(self, bcp: torch.Tensor) -> torch.Tensor:
+        """``softmax(log P / T)`` computed as ``softmax((log P − max log P) / T)``: the largest entry of each row
+        is 0 before the division, so a tiny ``T`` gives the arg-max (ties shared), never ``−inf − (−inf)``.
+        Zero entries (and round-off below zero) stay exactly 0."""
+        logs = bcp.clamp_min(0).log()
+        logs = logs - logs.amax(dim=1, keepdim=True)
+        return torch.softmax(logs / self.T, dim=1)
+
     @property
     def biased(self) -> bool:  # type: ignore[override]
         return self.T != 1.0
 
     def mean(self, bcp):
         self.check(bcp)
-        return torch.softmax(torch.log(bcp) / self.T, dim=1)
+        return self._tempered(bcp)
 
     def covariance(self, bcp):
         self.check(bcp)
         return bcp.new_zeros(bcp.shape[0], bcp.shape[1], bcp.shape[1])
 
     def _sample(self, bcp, y, generator):
-        return torch.softmax(torch.log(bcp) / self.T, dim=1)
+        return self._tempered(bcp)
 
 
 @dataclass(frozen=True)
@@ -267,5 +331,5 @@ TARGETS: dict[str, type[SupervisionModel]] = {
 def get_target(name: str, **params) -> SupervisionModel:
     """A supervision model by registry name, e.g. ``get_target("dirichlet", alpha=5)``."""
     if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; valid: {', '.join(sorted(TARGETS))}")
+        raise ValueError(f"unknown target {name!r}: name must be one of {', '.join(sorted(TARGETS))}")
     return TARGETS[name](**params)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sgdbound._checks import check_nonnegative, check_positive
+from sgdbound._checks import check_count, check_nonnegative, check_positive
 
 __all__ = [
     "Bound",
@@ -39,6 +39,18 @@ __all__ = [
 ]
 
 _SLACK = 1e-12  # relative round-off allowed when a step sits exactly on its limit
+
+
+def _times(t) -> np.ndarray:
+    """``t`` (a number or an array of step counts) as a float array; refuse strings, NaN and negative entries.
+    ``t = inf`` is allowed: the limit of the bound."""
+    try:
+        t_arr = np.asarray(t, dtype=float)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"t must be a number or an array of numbers, got {type(t).__name__}") from err
+    if np.isnan(t_arr).any():
+        raise ValueError("t must not be NaN")
+    return t_arr
 
 
 @dataclass(frozen=True)
@@ -58,8 +70,9 @@ class Bound:
     start: float
 
     def at(self, t):
-        """The bound after ``t`` steps (a number, or an array for an array of ``t``)."""
-        t_arr = np.asarray(t, dtype=float)
+        """The bound after ``t`` steps (a number, or an array for an array of ``t``; ``t = inf`` gives the
+        neighbourhood)."""
+        t_arr = _times(t)
         if (t_arr < 0).any():
             raise ValueError("t must be non-negative")
         value = self.rate**t_arr * self.start + self.neighborhood
@@ -119,6 +132,9 @@ def pl_bound(*, mu: float, lipschitz: float, smoothness: float, sigma2: float, s
     sigma2, gap0 = check_nonnegative("sigma2", sigma2), check_nonnegative("gap0", gap0)
     if mu > lipschitz:
         raise ValueError(f"mu ({mu}) cannot exceed the Lipschitz constant of the gradient ({lipschitz})")
+    if smoothness < lipschitz * (1 - _SLACK):
+        raise ValueError(f"smoothness (the expected smoothness ℒ, {smoothness}) cannot be below lipschitz "
+                         f"(L, {lipschitz}): ℒ >= L always holds")
     exact = sigma2 == 0
     limit = mu / (lipschitz * smoothness) * (1 if exact else 0.5)
     step = _check_step(step, limit, "mu/(lipschitz smoothness)" if exact else "mu/(2 lipschitz smoothness)")
@@ -126,13 +142,22 @@ def pl_bound(*, mu: float, lipschitz: float, smoothness: float, sigma2: float, s
 
 
 def _check_batch(n: float, batch: int) -> tuple[float, int]:
-    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch}")
-    if not (n == math.inf or (int(n) == n and n >= 1)):
-        raise ValueError(f"n must be a positive integer or math.inf (streaming), got {n}")
+    batch = check_count("batch", batch)
+    if not _is_inf(n):
+        try:
+            n = check_count("n", n)
+        except ValueError as err:
+            raise ValueError(f"n must be a positive integer or math.inf (streaming), got {n!r}") from err
+    else:
+        n = math.inf
     if batch > n:
         raise ValueError(f"batch ({batch}) cannot exceed n ({n})")
     return n, int(batch)
+
+
+def _is_inf(value) -> bool:
+    """Whether ``value`` is the number ``+inf`` (``n = math.inf`` means streaming)."""
+    return isinstance(value, (float, np.floating)) and value == math.inf
 
 
 def expected_smoothness(*, lipschitz: float, lipschitz_max: float, n: float, batch: int) -> float:
@@ -173,8 +198,9 @@ def decreasing_steps(*, mu: float, smoothness: float, steps: int) -> np.ndarray:
     """The switching rule of Gower et al. 2019, Thm 3.2: ``γ_t = 1/(2ℒ)`` for ``t < 4⌈𝒦⌉`` and
     ``γ_t = (2t + 1) / ((t + 1)² μ)`` afterwards, with ``𝒦 = ℒ/μ``. Returns ``(steps,)`` step sizes."""
     mu, smoothness = check_positive("mu", mu), check_positive("smoothness", smoothness)
-    if steps < 1:
-        raise ValueError(f"steps must be positive, got {steps}")
+    if mu > smoothness:
+        raise ValueError(f"mu ({mu}) cannot exceed the expected smoothness ({smoothness})")
+    steps = check_count("steps", steps)
     switch = 4 * math.ceil(smoothness / mu)
     t = np.arange(steps, dtype=float)
     return np.where(t < switch, 1 / (2 * smoothness), (2 * t + 1) / ((t + 1) ** 2 * mu))
@@ -195,7 +221,8 @@ class DecreasingStepBound:
         return 4 * math.ceil(self.smoothness / self.mu)
 
     def at(self, t):
-        t_arr = np.asarray(t, dtype=float)
+        """The bound after ``t >= switch`` steps (a number or an array; ``t = inf`` gives 0)."""
+        t_arr = _times(t)
         if (t_arr < self.switch).any():
             raise ValueError(f"the bound holds for t >= 4 ceil(smoothness/mu) = {self.switch}")
         kappa = math.ceil(self.smoothness / self.mu)

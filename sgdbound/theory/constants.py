@@ -19,8 +19,14 @@ import torch
 from torch import nn
 from torch.func import hessian, jvp, vmap
 
-from sgdbound._checks import check_matrix_rows
-from sgdbound.theory.gradients import check_model_inputs, num_parameters, parameter_dict, stateless_forward
+from sgdbound._checks import check_count, check_matrix_rows, check_nonnegative, check_seed
+from sgdbound.theory.gradients import (
+    check_chunk_size,
+    check_model_inputs,
+    num_parameters,
+    parameter_dict,
+    stateless_forward,
+)
 
 __all__ = [
     "flat_directions",
@@ -102,6 +108,10 @@ def complement_basis(model: nn.Module) -> torch.Tensor:
 def project_out_flat(model: nn.Module, vectors: torch.Tensor) -> torch.Tensor:
     """Remove the flat-direction component of parameter vectors ``(..., P)``."""
     flat = flat_directions(model)
+    if not torch.is_tensor(vectors) or vectors.dim() < 1 or vectors.shape[-1] != flat.shape[0] \
+            or vectors.dtype != flat.dtype:
+        got = (tuple(vectors.shape), vectors.dtype) if torch.is_tensor(vectors) else type(vectors).__name__
+        raise ValueError(f"vectors must be (..., {flat.shape[0]}) parameter vectors of {flat.dtype}, got {got}")
     return vectors - (vectors @ flat) @ flat.T
 
 
@@ -115,8 +125,8 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor):
     return loss
 
 
-def _check_targets(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> None:
-    logits = check_model_inputs(model, x)
+def _check_targets(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> None:
+    logits = check_model_inputs(model, x, chunk_size=chunk_size)
     check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
 
 
@@ -125,7 +135,7 @@ def loss_hessian(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk
 
     The Hessian is linear in the targets, so passing the mean targets ``m = E[t|x]`` gives ``E_t ∇²f``.
     """
-    _check_targets(model, x, targets)
+    _check_targets(model, x, targets, check_chunk_size(chunk_size))
     if num_parameters(model) > EXACT_LIMIT:
         raise ValueError(f"model has {num_parameters(model)} parameters; exact Hessians are for <= {EXACT_LIMIT}"
                          " (use hessian_vector_product and curvature(..., method='lanczos'))")
@@ -147,6 +157,9 @@ def hessian_vector_product(model: nn.Module, x: torch.Tensor, targets: torch.Ten
     grad = torch.func.grad(loss)
 
     def hvp(vector: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(vector) or vector.shape != theta.shape or vector.dtype != theta.dtype:
+            got = (tuple(vector.shape), vector.dtype) if torch.is_tensor(vector) else type(vector).__name__
+            raise ValueError(f"vector must be a {tuple(theta.shape)} tensor of {theta.dtype}, got {got}")
         return jvp(grad, (theta,), (vector,))[1]
 
     return hvp
@@ -161,7 +174,8 @@ def per_sample_lipschitz(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
     Exact (dense per-sample Hessians) for models up to ``EXACT_LIMIT`` parameters; power iteration on
     batched per-sample Hessian-vector products otherwise (a lower estimate).
     """
-    _check_targets(model, x, targets)
+    _check_targets(model, x, targets, check_chunk_size(chunk_size))
+    iterations, seed = check_count("iterations", iterations), check_seed("seed", seed)
     params = parameter_dict(model)
     forward = stateless_forward(model)
     theta = flat_params(model)
@@ -202,7 +216,7 @@ class Curvature:
     """Constants of the loss at a point.
 
     ``mu``: smallest Hessian eigenvalue off the flat directions (μ of AS1/AS2 near the point);
-    ``lipschitz``: ``L = λ_max(∇²f)``; ``lipschitz_max``: ``L_max = max_i λ_max(∇²ℓ_i)``;
+    ``lipschitz``: ``L = λ_max(∇²f)``; ``lipschitz_max``: ``L_max = max_i ‖∇²ℓ_i‖₂``;
     ``hessian``: ``(P, P)`` when computed exactly, else None; ``eigenvalues``: the restricted spectrum
     (exact method) in ascending order.
     """
@@ -227,6 +241,7 @@ def curvature(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, method: 
     """
     if method not in ("auto", "exact", "lanczos"):
         raise ValueError(f"method must be 'auto', 'exact' or 'lanczos', got {method!r}")
+    lanczos_tol = check_nonnegative("lanczos_tol", lanczos_tol)  # 0: ARPACK's machine precision
     _check_targets(model, x, targets)
     lmax_i = per_sample_lipschitz(model, x, targets).max().item()
     size = num_parameters(model)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from sgdbound._checks import check_matrix_rows
+from sgdbound._checks import check_count, check_matrix_rows
 from sgdbound.models import ACTIVATIONS, MLP
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "supports_linear_ntk",
     "stateless_forward",
     "check_model_inputs",
+    "check_chunk_size",
 ]
 
 _CHUNK_BYTES = 128 * 2**20
@@ -62,9 +63,23 @@ def auto_chunk(model: nn.Module, num_outputs: int, budget_bytes: int = _CHUNK_BY
     return int(max(1, min(8192, budget_bytes // per_sample)))
 
 
-def check_model_inputs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run the model once on ``x`` and return the logits; refuse inputs it does not map to ``(n, K)``."""
+def check_chunk_size(chunk_size: int | None) -> int | None:
+    """``chunk_size``: None (chosen from a memory budget) or a positive integer; anything else (0, negative,
+    fractional, NaN, a string) is refused with a ``ValueError`` naming it."""
+    return None if chunk_size is None else check_count("chunk_size", chunk_size)
+
+
+def check_model_inputs(model: nn.Module, x: torch.Tensor, *, chunk_size: int | None = None) -> torch.Tensor:
+    """Run the model once on ``x`` and return the logits; refuse a ``model`` that is not an ``nn.Module``, an
+    ``x`` that is not a finite, non-empty ``(n, d)`` tensor the model maps to ``(n, K)`` logits, and a
+    ``chunk_size`` that ``check_chunk_size`` refuses (checked before the model runs; pass it so a caller that
+    chunks later refuses a bad one before any work)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_chunk_size(chunk_size)
     check_matrix_rows("x", x)
+    if x.shape[0] == 0:
+        raise ValueError(f"x must have at least one row, got shape {tuple(x.shape)}")
     try:
         with torch.no_grad():
             logits = model(x)
@@ -173,6 +188,7 @@ def logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None, 
     """
     if method not in NTK_METHODS:
         raise ValueError(f"method must be one of {NTK_METHODS}, got {method!r}")
+    chunk_size = check_chunk_size(chunk_size)
     logits = check_model_inputs(model, x)
     num_classes = logits.shape[1]
     if method == "linear" and not supports_linear_ntk(model):
@@ -201,7 +217,13 @@ def logit_ntk(model: nn.Module, x: torch.Tensor, chunk_size: int | None = None, 
 
 
 def softmax_gram(probs: torch.Tensor, ntk: torch.Tensor) -> torch.Tensor:
-    """``G = A M Aᵀ`` with ``A = I − 1 qᵀ``: ``G_kl = ⟨∇θ log q_k, ∇θ log q_l⟩``, ``(n, K, K)``."""
+    """``G = A M Aᵀ`` with ``A = I − 1 qᵀ``: ``G_kl = ⟨∇θ log q_k, ∇θ log q_l⟩``, ``(n, K, K)``.
+
+    ``probs``: ``(n, K)``; ``ntk``: ``(n, K, K)``. Shapes are checked (values are not: this runs in inner loops
+    on outputs of ``logit_ntk``)."""
+    if not (torch.is_tensor(probs) and torch.is_tensor(ntk)) or probs.dim() != 2 \
+            or ntk.shape != (probs.shape[0], probs.shape[1], probs.shape[1]):
+        raise ValueError(f"probs must be (n, K) and ntk (n, K, K), got {_shape(probs)} and {_shape(ntk)}")
     eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
     a = eye - probs[:, None, :]  # row k is e_k − q
     return a @ ntk @ a.transpose(1, 2)
@@ -218,6 +240,7 @@ def logit_jacobians(model: nn.Module, x: torch.Tensor, chunk_size: int | None = 
 
     Holds ``n · K · P`` numbers: for small models (linear students, the Lyapunov prediction).
     """
+    chunk_size = check_chunk_size(chunk_size)
     logits = check_model_inputs(model, x)
     num_classes = logits.shape[1]
     chunk = chunk_size or auto_chunk(model, num_classes)
@@ -236,6 +259,7 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
 
     ``targets`` ``(n, K)``: any finite vectors (Gaussian-noised targets need not sum to one).
     """
+    chunk_size = check_chunk_size(chunk_size)
     logits = check_model_inputs(model, x)
     check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
     params = parameter_dict(model)
@@ -251,3 +275,7 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
         grads = grad(params, x[part], targets[part])
         out.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1))
     return torch.cat(out)
+
+
+def _shape(value) -> str:
+    return str(tuple(value.shape)) if torch.is_tensor(value) else type(value).__name__

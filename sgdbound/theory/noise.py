@@ -41,9 +41,22 @@ __all__ = [
 ]
 
 
-def _model_and_bcp(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor) -> None:
-    logits = check_model_inputs(model, x)
+def _check_supervision(name: str, value) -> None:
+    if not isinstance(value, SupervisionModel):
+        raise ValueError(f"{name} must be a SupervisionModel (sgdbound.targets), got {type(value).__name__}")
+
+
+def _model_and_bcp(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None = None
+                   ) -> torch.Tensor:
+    """Check the inputs (before any Jacobian is computed) and return ``bcp`` in the model's dtype. Rows that pass
+    ``check_simplex`` at a lower precision's tolerance are clamped at 0 and renormalised when cast up, so the
+    supervision models' float64 checks accept what the float32 check accepted."""
+    logits = check_model_inputs(model, x, chunk_size=chunk_size)
     check_simplex("bcp", bcp, rows=x.shape[0], cols=logits.shape[1])
+    if bcp.dtype == logits.dtype:
+        return bcp
+    bcp = bcp.to(logits.dtype).clamp_min(0)
+    return bcp / bcp.sum(1, keepdim=True)
 
 
 def empirical_noise(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> float:
@@ -51,7 +64,7 @@ def empirical_noise(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, ch
 
     At ``θ*`` with targets drawn from a supervision model this is a Monte Carlo estimate of ``σ²``.
     """
-    logits = check_model_inputs(model, x)
+    logits = check_model_inputs(model, x, chunk_size=chunk_size)
     check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
     return _mean_sq_gradient(model, x, targets, chunk_size)
 
@@ -66,11 +79,9 @@ def _mean_sq_gradient(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, 
 def noise_terms(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, noise_model: SupervisionModel,
                 chunk_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample ``(mᵀ G m, tr(C G))``, each ``(n,)``: the bias and noise parts of ``E_t ‖∇θ ℓ‖²``."""
-    _model_and_bcp(model, x, bcp)
-    if not isinstance(noise_model, SupervisionModel):
-        raise ValueError(f"noise_model must be a SupervisionModel, got {type(noise_model).__name__}")
+    _check_supervision("noise_model", noise_model)
+    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     logits, ntk = logit_ntk(model, x, chunk_size)
-    bcp = bcp.to(logits.dtype)
     gram = softmax_gram(torch.softmax(logits, 1), ntk)
     mean, cov = noise_model.mean(bcp), noise_model.covariance(bcp)
     bias = torch.einsum("nk,nkl,nl->n", mean, gram, mean)
@@ -98,11 +109,11 @@ def expected_sq_grad_norm(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, 
 
 
 def _jk_norms(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chunk_size: int | None):
-    _model_and_bcp(model, x, bcp)
+    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     logits, ntk = logit_ntk(model, x, chunk_size)
     probs = torch.softmax(logits, 1)
     gram = softmax_gram(probs, ntk)
-    return probs, gram.diagonal(dim1=1, dim2=2), bcp.to(logits.dtype)
+    return probs, gram.diagonal(dim1=1, dim2=2), bcp
 
 
 def _ratio(q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -139,7 +150,7 @@ def interpolation_gap(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, chun
     Zero (to round-off) exactly when the model interpolates (Prop. 2: ``θ*`` minimises every per-sample loss).
     ``bcp`` may be any rows on the simplex (one-hot labels give the one-hot gap).
     """
-    _model_and_bcp(model, x, bcp)
+    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     return _mean_sq_gradient(model, x, bcp, chunk_size)
 
 
@@ -187,13 +198,15 @@ def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher
         raise ValueError("teacher must be the teacher's own supervision model, not a Mix")
     if criterion not in LAMBDA_CRITERIA:
         raise ValueError(f"criterion must be one of {LAMBDA_CRITERIA}, got {criterion!r}")
+    _check_supervision("teacher", teacher)
+    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     if criterion == "noise":
         a = predicted_noise(model, x, bcp, OneHot(), chunk_size)
         b = predicted_noise(model, x, bcp, teacher, chunk_size)
     else:
         from sgdbound.theory.constants import loss_hessian
 
-        hess = loss_hessian(model, x, bcp.to(check_model_inputs(model, x).dtype))
+        hess = loss_hessian(model, x, bcp)
         pinv = torch.linalg.pinv(hess, hermitian=True, rtol=1e-9)
         a = (pinv * predicted_gradient_covariance(model, x, bcp, OneHot(), chunk_size)).sum().item()
         b = (pinv * predicted_gradient_covariance(model, x, bcp, teacher, chunk_size)).sum().item()
@@ -206,10 +219,10 @@ def predicted_gradient_covariance(model: nn.Module, x: torch.Tensor, bcp: torch.
     """``S = (1/n) Σ_i E_t[∇θ ℓ ∇θ ℓᵀ]`` ``(P, P)``: with ``Γ = A Jz`` (rows ``g_k``),
     ``S_i = Γᵀ (C + m mᵀ) Γ``. At an interpolating optimum ``m``-terms vanish and ``tr S = σ²``.
     For small models (holds the ``(n, K, P)`` Jacobians of a chunk)."""
-    _model_and_bcp(model, x, bcp)
+    _check_supervision("noise_model", noise_model)
+    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     logits, jz = logit_jacobians(model, x, chunk_size)
     probs = torch.softmax(logits, 1)
-    bcp = bcp.to(logits.dtype)
     eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
     gamma = (eye - probs[:, None, :]) @ jz  # (n, K, P), row k = g_k
     mean = noise_model.mean(bcp)

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from sgdbound._checks import check_positive
+from sgdbound._checks import check_count, check_number, check_positive
 
 __all__ = ["StationaryPrediction", "stationary_prediction"]
 
@@ -50,10 +50,17 @@ class StationaryPrediction(float):
 
 def _symmetric(name: str, matrix) -> np.ndarray:
     if torch.is_tensor(matrix):
+        if matrix.is_complex():
+            raise ValueError(f"{name} must be a real matrix, got dtype {matrix.dtype}")
         matrix = matrix.detach().cpu().double().numpy()
-    arr = np.asarray(matrix, dtype=np.float64)
+    try:
+        arr = np.asarray(matrix, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a square matrix of real numbers: {err}") from err
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} must be finite")
     scale = max(np.abs(arr).max(), 1e-300)
@@ -68,8 +75,9 @@ def stationary_prediction(hessian, noise_cov, step: float, momentum: float = 0.0
 
     ``hessian`` ``(P, P)``: ``H = ∇²f(θ*)``; ``noise_cov`` ``(P, P)``: ``S = E[∇ℓ ∇ℓᵀ]`` at ``θ*`` for one
     sample; ``batch``: ``b`` (noise ``S/b``; with ``n`` given, sampling without replacement from ``n``,
-    ``S (n−b)/(b(n−1))``); ``momentum``: ``β ∈ [0, 1)``. Eigen-directions of ``H`` below ``rtol · λ_max``
-    are flat and excluded; noise there would make the spread unbounded (``inf``, with a warning).
+    ``S (n−b)/(b(n−1))``; ``n = math.inf`` is the same as None, streaming); ``momentum``: ``β ∈ [0, 1)``.
+    Eigen-directions of ``H`` below ``rtol · λ_max`` (``rtol`` in ``(0, 1)``) are flat and excluded; noise
+    there would make the spread unbounded (``inf``, with a warning).
 
     Raises ``ValueError`` when the step makes the linear recursion unstable (``γ λ_max ≥ 2(1+β)``).
     """
@@ -77,12 +85,20 @@ def stationary_prediction(hessian, noise_cov, step: float, momentum: float = 0.0
     if h.shape != s.shape:
         raise ValueError(f"hessian {h.shape} and noise_cov {s.shape} must have the same shape")
     step = check_positive("step", step)
+    momentum = check_number("momentum", momentum)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch}")
-    if n is not None and not (int(n) == n and n >= batch):
-        raise ValueError(f"n must be an integer >= batch, got {n}")
+    batch = check_count("batch", batch)
+    if n is not None and not (isinstance(n, (int, float)) and not isinstance(n, bool) and n == math.inf):
+        try:
+            n = check_count("n", n, minimum=batch)
+        except ValueError as err:
+            raise ValueError(f"n must be an integer >= batch ({batch}), math.inf or None, got {n!r}") from err
+    else:
+        n = None
+    rtol = check_number("rtol", rtol)
+    if not 0.0 < rtol < 1.0:
+        raise ValueError(f"rtol must lie in (0, 1), got {rtol}")
     if np.linalg.eigvalsh(s)[0] < -1e-8 * max(np.abs(s).max(), 1e-300):
         raise ValueError("noise_cov must be positive semi-definite")
     evals, evecs = np.linalg.eigh(h)
