@@ -52,6 +52,24 @@ def test_bound_reports_missing_constants(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("flags,message", [
+    (["--sigma2", "-0.5"], "--sigma2 must be non-negative"),  # was a TypeError traceback
+    (["--smoothness", "0"], "--smoothness must be positive"),  # was a ZeroDivisionError
+    (["--step", "0"], "--step must be positive"),  # was silently the largest step
+    (["--step", "-0.25"], "--step must be positive"),
+    (["--mu", "-1"], "--mu must be positive"),
+    (["--dist0", "-1"], "--dist0 must be non-negative"),
+    (["--mu", "3"], "cannot exceed the expected smoothness"),
+])
+def test_bound_refuses_bad_constants_in_one_line(flags, message, capsys):
+    base = {"--mu": "0.1", "--smoothness": "2", "--sigma2": "0.5"}
+    argv = ["bound"] + [part for key, value in (base | dict(zip(flags[::2], flags[1::2]))).items()
+                        for part in (key, value)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
 def test_bound_computes_constants_for_a_builtin_problem(capsys):
     assert main(["bound", "--problem", "teacher", "--target", "onehot"]) == 0
     out = capsys.readouterr().out

@@ -113,3 +113,15 @@ def test_teachers_synthetic_command(tmp_path, capsys):
     assert "unknown teacher 'gp'" in capsys.readouterr().err
     assert main(["teachers-synthetic", "--threads", "-1"]) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_sweep_is_its_own_command_with_the_distill_flags_and_help(capsys):
+    from sgdbound.cli import build_parser
+
+    parser = build_parser()
+    for name in ("distill", "sweep"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "--help"])
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: sgdbound {name} ")
+        assert "--dataset DATASET" in out and "cifar100 (needs --data-root)" in out

@@ -96,7 +96,8 @@ def test_sweep_grid_and_skip(tmp_path):
 
 @pytest.mark.parametrize("bad,match", [
     (dict(teacher="bogus"), "unknown teacher 'bogus'; valid: deterministic, vi, laplace"),
-    (dict(dataset="cifar"), "unknown dataset 'cifar'; valid: digits, mixture, mnist1d"),
+    (dict(dataset="cifar"), "unknown dataset 'cifar'; valid: cifar100, digits, mixture, mnist1d"),
+    (dict(device="cuda"), "device applies to the image datasets"),  # was ignored, and recorded as used
     (dict(lam=1.2), "lam must lie in"),
     (dict(t_teacher=0.0), "t_teacher must be a positive"),
     (dict(t_student=-2.0), "t_student must be a positive"),

@@ -33,9 +33,34 @@ _SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "
             "device": str, "teacher_checkpoint": str, "teacher_seed": int, "checkpoint_every": int}
 
 
+_SCALAR_HELP = {
+    "dataset": "mnist1d, digits, mixture (small, CPU) or cifar100 (needs --data-root)",
+    "teacher_net": "the teacher's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture",
+    "student": "the student's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture",
+    "epochs": "student epochs", "teacher_epochs": "teacher epochs",
+    "min_steps": "at least this many student steps (epochs raised to reach it: few-shot subsets)",
+    "teacher_min_steps": "at least this many teacher steps",
+    "optimizer": "student optimiser: adam or sgd", "lr": "student learning rate",
+    "teacher_lr": "teacher learning rate (Adam)", "schedule": "student schedule: none, step or cosine",
+    "batch_size": "minibatch size", "last": "epochs at the end averaged for the convergence noise",
+    "convention": "scaling of the soft term: official (λ T_t T_s KL) or hinton (λ T² KL, T_t = T_s)",
+    "temper": "Monte Carlo teachers: sample (temper each draw, then average) or mean (average, then temper)",
+    "data_root": "folder holding cifar-100-python/ (nothing is downloaded)",
+    "device": "cpu, cuda or cuda:N (image datasets; small data trains on the CPU)",
+    "teacher_checkpoint": "CIFAR-100: a trained teacher network to load (checked before training)",
+    "teacher_seed": "seed of the teacher (default: the run's seed)",
+    "checkpoint_every": "epochs between resumable checkpoints",
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    d = sub.add_parser("distill", aliases=["sweep"], help="train students from (Bayesian) teachers; sweeps",
-                       description=__doc__)
+    for name, help_text in (("distill", "train students from (Bayesian) teachers; sweeps"),
+                            ("sweep", "the same as distill (a grid of runs from lists of values)")):
+        _add_distill_arguments(sub.add_parser(name, help=help_text, description=__doc__))
+    _add_report_and_synthetic(sub)
+
+
+def _add_distill_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--config", type=Path, help="TOML file with DistillConfig fields (lists for swept axes)")
     d.add_argument("--out", type=Path, help="results folder (default runs/distill, or runs/small_study)")
     d.add_argument("--resume", action="store_true", help="continue killed runs from their checkpoints")
@@ -48,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--samples", "-S", type=int, nargs="+", help="teacher Monte Carlo samples S >= 1")
     d.add_argument("--beta", type=float, nargs="+", help="per-class training fraction(s) β in (0, 1]")
     for name, kind in _SCALARS.items():
-        d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind)
+        d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=_SCALAR_HELP[name])
     add_threads_option(d)
     d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
     d.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",
@@ -69,6 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--doc", type=Path, help="with --study: markdown file for the table")
     d.set_defaults(func=distill_command)
 
+
+def _add_report_and_synthetic(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("report", help="tables (mean ± std over seeds) and plots from a results folder")
     r.add_argument("folder", type=Path, help="a results folder written by `sgdbound distill`")
     r.add_argument("--out", type=Path, help="where to write tables and PNGs (default: the folder)")

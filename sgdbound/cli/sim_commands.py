@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sgdbound._checks import check_nonnegative, check_positive
 from sgdbound.cli import add_threads_option, set_threads
 
 __all__ = ["register", "format_table"]
@@ -275,6 +276,13 @@ def _bound(args: argparse.Namespace) -> int:
     missing = [n for n, v in (("--mu", mu), ("--sigma2", sigma2)) if v is None]
     if missing:
         raise ValueError(f"missing {', '.join(missing)} (give them, or --problem NAME)")
+    mu, sigma2 = check_positive("--mu", mu), check_nonnegative("--sigma2", sigma2)
+    for flag, value in (("--lipschitz", lipschitz), ("--lipschitz-max", lipschitz_max), ("--smoothness",
+                                                                                        args.smoothness),
+                        ("--step", args.step), ("--accuracy", args.accuracy)):
+        if value is not None:
+            check_positive(flag, value)
+    check_nonnegative("--dist0", args.dist0), check_nonnegative("--gap0", args.gap0)
     if args.smoothness is not None:
         smoothness = args.smoothness
     elif lipschitz is not None and lipschitz_max is not None:
@@ -282,6 +290,8 @@ def _bound(args: argparse.Namespace) -> int:
                                          batch=args.batch)
     else:
         raise ValueError("give --smoothness, or both --lipschitz and --lipschitz-max")
+    if mu > smoothness:
+        raise ValueError(f"--mu ({mu:g}) cannot exceed the expected smoothness ℒ ({smoothness:g})")
     if args.batch > 1 and sigma2 and args.sigma2 is None:
         from sgdbound.theory import batch_noise
 
@@ -293,7 +303,7 @@ def _bound(args: argparse.Namespace) -> int:
         limit = 1 / smoothness if sigma2 == 0 else 1 / (2 * smoothness)
         rows.append(("T1" if sigma2 == 0 else "T3", "E‖θ_t − θ*‖²", limit,
                      _try_bound(quasi_convex_bound, mu=mu, smoothness=smoothness, sigma2=sigma2,
-                                step=args.step or limit, dist0=args.dist0)))
+                                step=limit if args.step is None else args.step, dist0=args.dist0)))
     if args.theorem in ("both", "pl"):
         if lipschitz is None:
             if args.theorem == "pl":
@@ -302,7 +312,7 @@ def _bound(args: argparse.Namespace) -> int:
             limit = mu / (lipschitz * smoothness) * (1 if sigma2 == 0 else 0.5)
             rows.append(("T2" if sigma2 == 0 else "T4", "E[f(θ_t) − f*]", limit,
                          _try_bound(pl_bound, mu=mu, lipschitz=lipschitz, smoothness=smoothness, sigma2=sigma2,
-                                    step=args.step or limit, gap0=args.gap0)))
+                                    step=limit if args.step is None else args.step, gap0=args.gap0)))
     accuracy = args.accuracy
     if accuracy is None:
         largest = max([b.neighborhood for *_, b in rows if not isinstance(b, str)], default=0.0)
@@ -313,7 +323,8 @@ def _bound(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for theorem, quantity, limit, bound in rows:
         if isinstance(bound, str):
-            print(f"{theorem:<8} {quantity:<15} {args.step:>10.4g} {limit:>10.4g}  not admissible: {bound}")
+            step = limit if args.step is None else args.step
+            print(f"{theorem:<8} {quantity:<15} {step:>10.4g} {limit:>10.4g}  not admissible: {bound}")
             continue
         iterations = bound.iterations(accuracy)
         shown = "never (below the neighbourhood)" if iterations == math.inf else f"{int(iterations):,}"

@@ -96,7 +96,8 @@ class DistillConfig:
             check_cifar_config(self)
         else:
             if self.dataset not in DATASETS:
-                raise ValueError(f"unknown dataset {self.dataset!r}; valid: {', '.join(sorted(DATASETS))}")
+                valid = ", ".join(sorted({*DATASETS, *IMAGE_DATASETS}))
+                raise ValueError(f"unknown dataset {self.dataset!r}; valid: {valid}")
             check_teacher_name(self.teacher)
             for name in ("teacher_net", "student"):
                 value = getattr(self, name)
@@ -119,6 +120,9 @@ class DistillConfig:
         if not isinstance(self.compile, bool) and self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be True, False or a torch.compile mode ({', '.join(COMPILE_MODES)}), "
                              f"got {self.compile!r}")
+        if self.dataset not in IMAGE_DATASETS and self.device != "cpu":
+            raise ValueError(f"device applies to the image datasets ({', '.join(IMAGE_DATASETS)}) only; dataset "
+                             f"{self.dataset!r} trains on the CPU (got device {self.device!r})")
         if self.dataset not in IMAGE_DATASETS and (self.compile or self.precision != "auto"):
             raise ValueError(f"compile and precision apply to the image datasets ({', '.join(IMAGE_DATASETS)}) only; "
                              f"dataset {self.dataset!r} trains in float32, eagerly")
