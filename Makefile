@@ -34,8 +34,8 @@ reproduce-quick: install
 	$(VENV)/bin/sgdbound reproduce --quick
 
 bench: install
-	$(PY) benchmarks/bench.py --no-fail
-	$(PY) benchmarks/bench_sim.py
+	$(PY) benchmarks/bench.py --no-fail --threads 1
+	$(PY) benchmarks/bench_sim.py --threads 1
 
 bench-gpu: install
 	$(PY) benchmarks/bench_gpu.py

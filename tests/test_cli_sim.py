@@ -130,3 +130,14 @@ def test_reproduce_writes_results_figures_and_summary_then_resumes(tiny_step_siz
 def test_reproduce_rejects_unknown_experiments(capsys):
     assert main(["reproduce", "--only", "nope"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_the_shipped_example_config_is_the_help_example():
+    from pathlib import Path
+
+    import tomllib
+
+    from sgdbound.cli.sim_commands import _EXAMPLE_TOML
+
+    shipped = Path(__file__).resolve().parents[1] / "examples" / "run.toml"
+    assert tomllib.loads(shipped.read_text()) == tomllib.loads(_EXAMPLE_TOML)

@@ -59,3 +59,22 @@ def test_python_quickstart_runs_and_its_comments_hold():
     stationary = _claimed(r"`predicted_stationary`, its limit,\s+is ([0-9.]+)", README.read_text())
     assert round(hot.predicted_stationary, 3) == stationary
     assert round(hot.bound.max_step, 4) == _claimed(r"`bound.max_step`,\s+([0-9.]+) here", README.read_text())
+
+
+def test_cli_quickstart_bound_line_prints_what_its_comment_says(capsys):
+    """The command-line quickstart's ``bound`` line, run as written; its comment's step count is the closed form
+    ``⌈ln(1/(acc − nbhd) · dist0⁻¹) / ln(1 − γμ)⌉`` = ⌈ln 0.05 / ln 0.995⌉ = 598."""
+    import math
+    import shlex
+
+    from sgdbound.cli import main
+
+    text = README.read_text()
+    section = text[text.index("## Quickstart (command line)"):]
+    line = next(l for l in section.splitlines() if l.startswith("sgdbound bound "))
+    command, comment = line.split("#", 1)
+    claimed = int(re.search(r"T3: ([\d,]+) steps", comment).group(1).replace(",", ""))
+    assert claimed == math.ceil(math.log((1 - 0.5) / 10) / math.log(1 - 0.05 * 0.1))
+    assert main(shlex.split(command)[1:]) == 0
+    row = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("T3"))
+    assert row.split()[-1].replace(",", "") == str(claimed)
