@@ -56,6 +56,14 @@ def _row_parameter(name: str, value, bcp: torch.Tensor, *, positive: bool):
     return value
 
 
+def _checked_rows(name: str, value, bcp: torch.Tensor, generator, *, positive: bool):
+    """The checks of a ``sample_rows``: ``bcp`` as ``sample``'s, the row parameter, the generator."""
+    check_simplex("bcp", bcp)
+    value = _row_parameter(name, value, bcp, positive=positive)
+    _check_generator(generator)
+    return value
+
+
 def _labels(bcp: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> torch.Tensor:
     if y is not None:
         return y.to(bcp.device)
@@ -195,10 +203,7 @@ class Dirichlet(SupervisionModel):
         configurations sample together. Entries with ``P_k = 0`` stay exactly 0 (a degenerate component).
 
         ``bcp`` is checked like ``sample``'s, and ``alpha`` must be positive and finite."""
-        check_simplex("bcp", bcp)
-        alpha = _row_parameter("alpha", alpha, bcp, positive=True)
-        _check_generator(generator)
-        return Dirichlet._draw_rows(alpha, bcp, generator)
+        return Dirichlet._draw_rows(_checked_rows("alpha", alpha, bcp, generator, positive=True), bcp, generator)
 
     @staticmethod
     def _draw_rows(alpha, bcp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -240,10 +245,7 @@ class Gaussian(SupervisionModel):
         """Draws for ``nu`` a number or a ``(n, 1)`` tensor (one variance per row).
 
         ``bcp`` is checked like ``sample``'s, and ``nu`` must be non-negative and finite."""
-        check_simplex("bcp", bcp)
-        nu = _row_parameter("nu", nu, bcp, positive=False)
-        _check_generator(generator)
-        return Gaussian._draw_rows(nu, bcp, generator)
+        return Gaussian._draw_rows(_checked_rows("nu", nu, bcp, generator, positive=False), bcp, generator)
 
     @staticmethod
     def _draw_rows(nu, bcp: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
