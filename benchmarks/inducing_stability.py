@@ -328,7 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-every", type=int, default=1, help="test metrics every so many epochs (and in the "
                         "first and last); the training does not depend on it")
     parser.add_argument("--log-every", type=int, default=None, help="print a progress line every so many epochs")
+    parser.add_argument("--jitter", type=float, default=None,
+                        help="relative Cholesky jitter in float32 (default: the library's, 1e-6; bayesianize, the "
+                             "official code's library, uses 1e-4)")
     args = parser.parse_args(argv)
+    if args.jitter is not None:
+        if not args.jitter > 0:
+            parser.error(f"--jitter must be > 0, got {args.jitter}")
+        JITTER[torch.float32] = args.jitter
     epochs = args.epochs if args.epochs is not None else (8 if args.quick else 1000)
     if epochs < 4:
         parser.error(f"--epochs must be >= 4 (NLL half, KL ramp quarter), got {epochs}")

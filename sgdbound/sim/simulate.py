@@ -132,7 +132,9 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     training set of ``train_size`` (default 1000) once and runs ``epochs`` epochs (``steps`` is then derived), each
     replica reshuffling per epoch (``sampling="reshuffle"``) or drawing batches independently (``"replacement"``).
     Finite-sum targets are drawn once per training example (a teacher is a fixed function) and shared by the
-    replicas; ``redraw=True`` draws them afresh at every visit.
+    replicas; ``redraw=True`` draws them afresh at every visit. Fixed targets with negative entries (``Gaussian``
+    noise) can leave the empirical cross-entropy without a minimiser; the run is then refused (``ValueError``)
+    before it starts, as is any bad argument.
 
     Start: ``init="optimum"`` (linear students: the configuration's optimum), ``"random"`` (seeded) or
     parameters ``(weight (K, d), bias (K,))`` (linear) / ``[(weight (out, in), bias (out,)), ...]`` (MLP), or a
