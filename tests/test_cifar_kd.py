@@ -396,3 +396,32 @@ def test_inducing_vi_teacher_trains_caches_and_distils(root, tmp_path):
         load_teacher_net(payload, {"layers": "mean_field"})
     with pytest.raises(ValueError, match="layers must be one of mean_field, inducing"):
         tiny(root, teacher="vi", teacher_options={"layers": "ffg"})
+
+
+class _TeacherTrainedOn(Exception):
+    """Raised by a stand-in for ``train_teacher_net`` with the size of the split it was given."""
+
+
+@pytest.mark.parametrize("teacher_data,expected", [("full", 1000), ("subset", 500)])
+def test_few_shot_teacher_is_trained_on_the_full_set_as_the_official_script(tmp_path, monkeypatch, teacher_data,
+                                                                             expected):
+    """The official few-shot students load the full-data teacher (``train_fewshot_exp_students.py
+    --teacher_path``): β = 1 % of 10 images per class gives the student 5 per class (500), the teacher all 1000;
+    ``teacher_data="subset"`` fits it on the student's subset instead. The Laplace fit sees the same split."""
+    import sgdbound.cifar.kd as cifar_kd
+
+    def stand_in(config, train, device="cpu"):
+        raise _TeacherTrainedOn(len(train))
+
+    monkeypatch.setattr(cifar_kd, "train_teacher_net", stand_in)
+    big = str(write_fake_cifar100(tmp_path / "data", n_train=1000, n_test=100, seed=1))
+    config = tiny(big, beta=0.01, teacher_data=teacher_data)
+    with pytest.raises(_TeacherTrainedOn) as seen:
+        distill(config, tmp_path / "runs")
+    assert seen.value.args == (expected,)
+    with pytest.raises(_TeacherTrainedOn) as seen:
+        cifar_kd.ensure_teacher(config, tmp_path / "runs")
+    assert seen.value.args == (expected,)
+    full = tiny(big)
+    same_file = cifar_kd.teacher_path(config, tmp_path) == cifar_kd.teacher_path(full, tmp_path)
+    assert same_file == (teacher_data == "full")  # the few-shot runs share the full-data teacher's cache file

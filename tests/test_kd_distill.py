@@ -124,3 +124,21 @@ def test_run_ids_tell_configs_apart():
     a = DistillConfig(**TINY)
     assert a.run_id != dataclasses.replace(a, lr=2e-3).run_id
     assert a.run_id == DistillConfig(**TINY).run_id
+
+
+def test_few_shot_teacher_is_fitted_on_the_full_training_set_by_default(tmp_path):
+    """``teacher_data="full"`` (default, the official protocol): a β = 0.2 run's teacher is the β = 1 run's
+    (same key, same test metrics); ``"subset"`` fits it on the student's subset. β = 1 run ids do not depend on
+    the field (the whole set either way); few-shot ones do."""
+    few = DistillConfig(**{**TINY, "lam": 0.5})
+    whole, subset = dataclasses.replace(few, beta=1.0), dataclasses.replace(few, teacher_data="subset")
+    assert few.teacher_key() == whole.teacher_key() != subset.teacher_key()
+    assert whole.run_id == dataclasses.replace(whole, teacher_data="subset").run_id
+    assert few.run_id != subset.run_id
+    cache: dict = {}
+    a, b = distill(few, cache=cache), distill(whole, cache={})
+    c = distill(subset, cache=cache)
+    assert a.teacher == b.teacher and a.teacher != c.teacher
+    assert a.train_size < b.train_size
+    with pytest.raises(ValueError, match="teacher_data must be one of full, subset"):
+        DistillConfig(**{**TINY, "teacher_data": "half"})

@@ -247,8 +247,8 @@ def ensure_teacher(config, out: str | Path) -> Path:
     path = teacher_path(config, out)
     if not path.exists():
         train = load_cifar100(config.data_root, "train")
-        if config.beta < 1:
-            train = train.subset(fewshot_indices(train.labels, int(round(100 * config.beta))))
+        if config.teacher_beta < 1:
+            train = train.subset(fewshot_indices(train.labels, int(round(100 * config.teacher_beta))))
         net = train_teacher_net(config, train, torch.device(config.device))
         save_teacher_checkpoint(path, net, arch=config.teacher_net, num_classes=NUM_CLASSES, kind=config.teacher,
                                 config=config.to_dict())
@@ -465,7 +465,8 @@ def _run(configs, run_dirs, out, train_full, test, ctx, resume, stop_after, star
     x_test, y_test = _normalized(test, fast), test.labels.to(device)
     epochs = epochs_for(len(train), config.batch_size, config.epochs, config.min_steps)
     students = [_Student(c, d, resume, ctx, fast, epochs) for c, d in zip(configs, run_dirs)]
-    teacher = make_cifar_teacher(config, out, train, ctx) if config.lam > 0 else None
+    teacher_train = train if config.teacher_beta < 1 else train_full  # the official few-shot teacher: full data
+    teacher = make_cifar_teacher(config, out, teacher_train, ctx) if config.lam > 0 else None
     teacher_metrics = _teacher_metrics(teacher, students, x_test, test, ctx)
     loader = _loader(train, config, config.seed + 3000, fast)
     uniform = torch.full((1, NUM_CLASSES), 1.0 / NUM_CLASSES, device=device)

@@ -30,7 +30,8 @@ _AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_studen
 _SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "teacher_epochs": int,
             "min_steps": int, "teacher_min_steps": int, "optimizer": str, "lr": float, "teacher_lr": float,
             "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str, "data_root": str,
-            "device": str, "teacher_checkpoint": str, "teacher_seed": int, "checkpoint_every": int}
+            "device": str, "teacher_checkpoint": str, "teacher_seed": int, "checkpoint_every": int,
+            "teacher_data": str}
 
 
 _SCALAR_HELP = {
@@ -50,6 +51,8 @@ _SCALAR_HELP = {
     "teacher_checkpoint": "CIFAR-100: a trained teacher network to load (checked before training)",
     "teacher_seed": "seed of the teacher (default: the run's seed)",
     "checkpoint_every": "epochs between resumable checkpoints",
+    "teacher_data": "few-shot runs: fit the teacher on the full training set (full, the official protocol) or on "
+                    "the student's subset (subset)",
 }
 
 

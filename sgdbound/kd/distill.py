@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DistillConfig:
     """Everything that defines a run. ``lam``: weight λ of the soft term; ``t_teacher``, ``t_student``: the
-    temperatures; ``samples``: S Monte Carlo samples of the teacher; ``beta``: per-class training fraction;
+    temperatures; ``samples``: S Monte Carlo samples of the teacher; ``beta``: the student's per-class training
+    fraction; ``teacher_data``: what the teacher is fitted on when ``beta < 1``, ``"full"`` (the whole training
+    set, as the official few-shot script does) or ``"subset"`` (the student's subset);
     ``epochs``/``teacher_epochs``: passes over the (subset of the) training set, raised where needed to reach
     ``min_steps``/``teacher_min_steps`` optimiser steps (few-shot subsets); ``last``: E, the window of the
     convergence noise; ``redraw``: draw the teacher's samples afresh for every batch (the official script)
@@ -88,6 +90,7 @@ class DistillConfig:
     compile: bool | str = False
     precision: str = "auto"
     checkpoint_every: int = 1
+    teacher_data: str = "full"
 
     def __post_init__(self):
         if self.dataset in IMAGE_DATASETS:
@@ -109,6 +112,8 @@ class DistillConfig:
         _enum(Temper, "temper", self.temper)
         if not (0.0 < float(self.beta) <= 1.0):
             raise ValueError(f"beta (per-class fraction) must lie in (0, 1], got {self.beta}")
+        if self.teacher_data not in TEACHER_DATA:
+            raise ValueError(f"teacher_data must be one of {', '.join(TEACHER_DATA)}, got {self.teacher_data!r}")
         for name in ("epochs", "last", "batch_size", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -151,6 +156,8 @@ class DistillConfig:
         for name, default in _LATER_FIELDS.items():
             if payload[name] == default:
                 payload.pop(name)
+        if self.beta >= 1:  # the whole training set either way
+            payload.pop("teacher_data")
         return payload
 
     @property
@@ -165,14 +172,24 @@ class DistillConfig:
         """The seed the teacher is fitted from: ``teacher_seed``, or the run's ``seed`` when that is None."""
         return self.seed if self.teacher_seed is None else int(self.teacher_seed)
 
+    @property
+    def teacher_beta(self) -> float:
+        """The per-class fraction the teacher is fitted on: 1 (``teacher_data="full"``) or ``beta``."""
+        return float(self.beta) if self.teacher_data == "subset" else 1.0
+
     def teacher_key(self) -> tuple:
-        """What the fitted teacher depends on (runs that differ only in λ, temperatures or S share it)."""
+        """What the fitted teacher depends on (runs that differ only in λ, temperatures or S share it; few-shot
+        runs share the full-data teacher unless ``teacher_data="subset"``)."""
         key = ("teacher", self.dataset, self.teacher, self.teacher_net, json.dumps(self.teacher_net_options,
-               sort_keys=True), json.dumps(self.teacher_options, sort_keys=True), self.beta, self.seed_of_teacher,
+               sort_keys=True), json.dumps(self.teacher_options, sort_keys=True), self.teacher_beta,
+               self.seed_of_teacher,
                self.teacher_epochs, self.teacher_min_steps, self.teacher_lr, self.batch_size)
         return key + ((self.milestones,) if self.milestones else ())
 
 
+#: What the teacher is fitted on in a few-shot run (``beta < 1``): the whole training set (the official protocol:
+#: ``train_fewshot_exp_students.py`` loads the full-data teacher) or the student's own subset.
+TEACHER_DATA = ("full", "subset")
 #: Fields that say where the data lies or what runs the config, not what the result is (left out of ``run_id``).
 RUNTIME_FIELDS = ("data_root", "device", "compile", "precision", "checkpoint_every")
 #: ``precision`` values (CIFAR-100 runs) and ``compile`` modes besides False/True (``torch.compile``'s ``mode``).
@@ -234,7 +251,7 @@ def fit_teacher(config: DistillConfig, x: torch.Tensor, y: torch.Tensor, cache: 
     epochs = epochs_for(x.shape[0], config.batch_size, config.teacher_epochs, config.teacher_min_steps)
     teacher = make_teacher(config.teacher, data, net=config.teacher_net, net_options=config.teacher_net_options,
                            epochs=epochs, optim=optim, seed=config.seed_of_teacher + 1000, cache=cache,
-                           cache_key=f"{config.dataset}|beta={config.beta}|seed={config.seed_of_teacher}",
+                           cache_key=f"{config.dataset}|beta={config.teacher_beta}|seed={config.seed_of_teacher}",
                            **config.teacher_options).fit(x, y)
     if cache is not None:
         cache[key] = teacher
@@ -294,7 +311,8 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
         if saved is not None and not config.redraw:
             targets, teacher_metrics = saved["targets"], saved["metrics"]
         else:
-            teacher = fit_teacher(config, sub.x_train, sub.y_train, cache)
+            fit_on = sub if config.teacher_data == "subset" else data
+            teacher = fit_teacher(config, fit_on.x_train, fit_on.y_train, cache)
             test_probs = teacher.probs(data.x_test, config.samples, 1.0)
             teacher_metrics = dataclasses.asdict(prob_metrics(test_probs, data.y_test))
             targets = None if config.redraw else teacher_targets(teacher, sub.x_train, [config])[0]
