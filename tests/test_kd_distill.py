@@ -135,6 +135,8 @@ def test_few_shot_teacher_is_fitted_on_the_full_training_set_by_default(tmp_path
     assert few.teacher_key() == whole.teacher_key() != subset.teacher_key()
     assert whole.run_id == dataclasses.replace(whole, teacher_data="subset").run_id
     assert few.run_id != subset.run_id
+    no_teacher = dataclasses.replace(few, lam=0.0)
+    assert no_teacher.run_id == dataclasses.replace(no_teacher, teacher_data="subset").run_id
     cache: dict = {}
     a, b = distill(few, cache=cache), distill(whole, cache={})
     c = distill(subset, cache=cache)

@@ -156,7 +156,7 @@ class DistillConfig:
         for name, default in _LATER_FIELDS.items():
             if payload[name] == default:
                 payload.pop(name)
-        if self.beta >= 1:  # the whole training set either way
+        if self.beta >= 1 or self.lam == 0:  # the whole training set either way, or no teacher at all
             payload.pop("teacher_data")
         return payload
 

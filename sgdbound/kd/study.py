@@ -3,7 +3,8 @@
 A 1-D CNN teacher of each kind (deterministic, VI, Laplace, MC-dropout, deep ensemble) is distilled into an MLP
 student with ``λ = 0.5`` and ``T_t = T_s = 1`` (the theory's setting: the teacher's own probabilities), ``S = 10``
 teacher samples, on the full training set and on per-class fractions ``β = 10%`` and ``5%``, five seeds; a
-student trained on labels alone (``λ = 0``) is the baseline. Teacher and student see the same subset.
+student trained on labels alone (``λ = 0``) is the baseline. As in the official few-shot protocol, the teacher is
+fitted on the whole training set and the student sees the subset (``teacher_data="full"``).
 Few-shot runs are given at least ``min_steps`` optimiser steps so that they are trained, not merely shown,
 the data. To fit the CPU budget, teachers and students use Adam with learning rate 3e-3 (the official scripts
 use 1e-3 over 200 CIFAR epochs) and the ensemble has three members.
