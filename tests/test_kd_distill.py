@@ -144,3 +144,17 @@ def test_few_shot_teacher_is_fitted_on_the_full_training_set_by_default(tmp_path
     assert a.train_size < b.train_size
     with pytest.raises(ValueError, match="teacher_data must be one of full, subset"):
         DistillConfig(**{**TINY, "teacher_data": "half"})
+
+
+def test_temper_auto_is_the_official_rule_of_each_teacher_kind():
+    """``temper="auto"`` (default): the Laplace teacher's predictive is tempered after averaging (``"mean"``,
+    the official ``p ** (1/T)`` renormalised), other teachers' draws one by one (``"sample"``); at ``T_t = 1``
+    the rules coincide and ``"sample"`` is recorded, so results written before ``"auto"`` keep their ids."""
+    base = DistillConfig(**{**TINY, "lam": 0.5})
+    for teacher, t_teacher, rule in [("laplace", 2.0, "mean"), ("laplace", 1.0, "sample"), ("vi", 4.0, "sample"),
+                                     ("deterministic", 4.0, "sample")]:
+        auto = dataclasses.replace(base, teacher=teacher, t_teacher=t_teacher)
+        assert auto.temper == "auto" and auto.temper_rule == rule
+        assert auto.run_id == dataclasses.replace(auto, temper=rule).run_id
+    with pytest.raises(ValueError, match="temper"):
+        DistillConfig(**{**TINY, "temper": "median"})

@@ -45,7 +45,8 @@ _SCALAR_HELP = {
     "teacher_lr": "teacher learning rate (Adam)", "schedule": "student schedule: none, step or cosine",
     "batch_size": "minibatch size", "last": "epochs at the end averaged for the convergence noise",
     "convention": "scaling of the soft term: official (λ T_t T_s KL) or hinton (λ T² KL, T_t = T_s)",
-    "temper": "Monte Carlo teachers: sample (temper each draw, then average) or mean (average, then temper)",
+    "temper": "sample (temper each draw, then average), mean (average, then temper) or auto (default: the "
+              "official rule: mean for laplace, sample otherwise)",
     "data_root": "folder holding cifar-100-python/ (nothing is downloaded)",
     "device": "cpu, cuda or cuda:N (image datasets; small data trains on the CPU)",
     "teacher_checkpoint": "CIFAR-100: a trained teacher network to load (checked before training)",

@@ -29,7 +29,7 @@ from sgdbound.kd.nets import NETS, make_net
 from sgdbound.kd.teachers import Teacher, check_teacher_name, make_teacher
 from sgdbound.kd.train import OptimConfig, batches, make_optimizer, predict_logits
 
-__all__ = ["DistillConfig", "DistillResult", "distill", "distill_group", "fit_teacher", "epochs_for",
+__all__ = ["DistillConfig", "DistillResult", "distill", "distill_group", "fit_teacher", "epochs_for", "official_temper",
            "checkpoint_due", "teacher_targets"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class DistillConfig:
     trained teacher network, checked before training), ``device``, ``precision`` (``auto``: bf16 autocast,
     channels_last and bf16 batches on CUDA, float32 on the CPU; ``bf16`` or ``fp32`` to choose on any device) and
     ``compile`` (False, True, or a ``torch.compile`` mode: ``reduce-overhead`` captures CUDA graphs).
+    ``temper``: ``"sample"``, ``"mean"`` or ``"auto"`` (default: the official rule of the teacher kind,
+    :func:`official_temper`; :attr:`temper_rule` is the rule a run uses, and what its ``run_id`` records).
     ``checkpoint_every``: write the resumable checkpoint every this many epochs (a killed run redoes at most
     ``checkpoint_every − 1`` epochs; larger values spare the disk on long runs of big networks).
     ``data_root``, ``device``, ``precision``, ``compile`` and ``checkpoint_every`` do not enter ``run_id``."""
@@ -77,7 +79,7 @@ class DistillConfig:
     batch_size: int = 100
     last: int = 5
     convention: str = "official"
-    temper: str = "sample"
+    temper: str = "auto"
     redraw: bool = False
     teacher_options: dict = field(default_factory=dict)
     teacher_net_options: dict = field(default_factory=dict)
@@ -109,7 +111,8 @@ class DistillConfig:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         check_distillation_params(self.lam, self.t_teacher, self.t_student, self.samples, self.convention)
         _enum(Convention, "convention", self.convention)
-        _enum(Temper, "temper", self.temper)
+        if self.temper != "auto":
+            _enum(Temper, "temper", self.temper)
         if not (0.0 < float(self.beta) <= 1.0):
             raise ValueError(f"beta (per-class fraction) must lie in (0, 1], got {self.beta}")
         if self.teacher_data not in TEACHER_DATA:
@@ -158,7 +161,13 @@ class DistillConfig:
                 payload.pop(name)
         if self.beta >= 1 or self.lam == 0:  # the whole training set either way, or no teacher at all
             payload.pop("teacher_data")
+        payload["temper"] = self.temper_rule
         return payload
+
+    @property
+    def temper_rule(self) -> str:
+        """``temper`` with ``"auto"`` resolved for this run's teacher and ``T_t`` (:func:`official_temper`)."""
+        return official_temper(self.teacher, self.t_teacher) if self.temper == "auto" else self.temper
 
     @property
     def run_id(self) -> str:
@@ -185,6 +194,14 @@ class DistillConfig:
                self.seed_of_teacher,
                self.teacher_epochs, self.teacher_min_steps, self.teacher_lr, self.batch_size)
         return key + ((self.milestones,) if self.milestones else ())
+
+
+def official_temper(teacher: str, t_teacher: float) -> str:
+    """The official code's tempering for a teacher kind: the Laplace teacher's predictive is tempered after the
+    probit average (``train_student.py``: ``p ** (1/T)``, renormalised: ``"mean"``), every other teacher's
+    draws one by one (``"sample"``). At ``T_t = 1`` the two coincide and ``"sample"`` is returned (the value
+    results were recorded with before ``"auto"`` existed, so their run ids stay valid)."""
+    return "mean" if teacher == "laplace" and float(t_teacher) != 1.0 else "sample"
 
 
 #: What the teacher is fitted on in a few-shot run (``beta < 1``): the whole training set (the official protocol:
@@ -263,7 +280,7 @@ def teacher_targets(teacher: Teacher, x: torch.Tensor, configs: list[DistillConf
     """The teacher's targets on ``x`` for each of ``configs`` (one run, or runs that differ only in ``samples``),
     from one draw of the largest ``S``, tempered as ``temper`` says."""
     config, counts = configs[0], [c.samples for c in configs]
-    if config.temper == Temper.MEAN.value:
+    if config.temper_rule == Temper.MEAN.value:
         means = teacher.probs_prefixes(x, counts, 1.0, seed=seed)
         return [torch.softmax(torch.log(mean.clamp_min(1e-30)) / config.t_teacher, dim=1) for mean in means]
     return teacher.probs_prefixes(x, counts, config.t_teacher, seed=seed)
