@@ -45,7 +45,8 @@ class Temper(str, Enum):
     SAMPLE = "sample"
     """``(1/S) Σ_s softmax(z_s / T)``: per sample, then average (official VI teacher)."""
     MEAN = "mean"
-    """``softmax(log((1/S) Σ_s softmax(z_s)) / T)``: average, then temper (official Laplace teacher)."""
+    """``softmax(log p̄ / T)`` = ``p̄^(1/T)`` renormalised, ``p̄`` the teacher's predictive at T = 1 (the mean of its
+    draws, or the Laplace probit predictive): average, then temper (the official Laplace teacher)."""
 
 
 def _enum(kind: type[Enum], name: str, value) -> Enum:
