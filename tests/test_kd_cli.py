@@ -125,3 +125,28 @@ def test_sweep_is_its_own_command_with_the_distill_flags_and_help(capsys):
         out = capsys.readouterr().out
         assert out.startswith(f"usage: sgdbound {name} ")
         assert "--dataset DATASET" in out and "cifar100" in " ".join(out.split())
+
+
+def test_report_filters_by_run_id_and_marks_subset_teachers(tmp_path):
+    """A study reports its own runs only (its folder may hold runs of an older grid); a few-shot run whose
+    teacher saw only the subset (``teacher_data="subset"``, or a result written before the field) is labelled
+    apart, so it never averages with the full-data teacher's runs."""
+    import json
+
+    from sgdbound.kd.report import load_results, run_rows, write_report
+
+    for data in ("full", "subset"):
+        assert main(["distill", *TINY_FLAGS, "--teacher", "deterministic", "--lam", "0.5", "--seeds", "0",
+                     "--beta", "0.5", "--teacher-data", data, "--out", str(tmp_path / "runs")]) == 0
+    results = load_results(tmp_path / "runs")
+    labels = sorted(row["teacher"] for row in run_rows(results))
+    assert labels == ["deterministic", "deterministic (subset)"]
+    old = json.loads(next((tmp_path / "runs").glob("*/result.json")).read_text())["config"]
+    old.pop("teacher_data")
+    from sgdbound.kd.report import _label
+
+    assert _label(old) == "deterministic (subset)"
+    keep = {results[0].run_id}
+    report = write_report(tmp_path / "runs", tmp_path / "rep", run_ids=keep)
+    assert len((tmp_path / "rep" / "results.csv").read_text().splitlines()) == 1 + 1
+    assert report.table.count("| deterministic") == 1

@@ -44,7 +44,12 @@ def load_results(folder: str | Path) -> list[DistillResult]:
 
 
 def _label(config: dict) -> str:
-    return "none" if config["lam"] == 0 else config["teacher"]
+    """``none`` for λ = 0; a few-shot run whose teacher saw only the student's subset is marked ``(subset)``
+    (results written before ``teacher_data`` existed all fitted it so)."""
+    if config["lam"] == 0:
+        return "none"
+    subset = config.get("beta", 1.0) < 1 and config.get("teacher_data", "subset") == "subset"
+    return f"{config['teacher']} (subset)" if subset else config["teacher"]
 
 
 def run_rows(results: list[DistillResult]) -> list[dict]:
@@ -215,17 +220,20 @@ class Report:
 
 
 def write_report(folder: str | Path, out: str | Path | None = None, *, figures: str | Path | None = None,
-                 prefix: str = "kd_") -> Report:
+                 prefix: str = "kd_", run_ids: set | None = None) -> Report:
     """Tables and figures for the runs under ``folder``: ``results.csv`` (one row per run) and ``summary.md`` in
     ``out`` (default: ``folder``); PNGs in ``figures`` (default: ``out``): ``<prefix>accuracy_by_teacher``,
     ``<prefix>convergence_noise`` and, where the runs vary β or S, ``<prefix>few_shot`` and
-    ``<prefix>accuracy_vs_samples``."""
+    ``<prefix>accuracy_vs_samples``. ``run_ids``: report only these runs (a study's own, when the folder also
+    holds others)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     results = load_results(folder)
+    if run_ids is not None:
+        results = [r for r in results if r.run_id in run_ids]
     if not results:
         raise ValueError(f"no finished runs (*/result.json) under {str(folder)!r}")
     out = Path(folder if out is None else out)

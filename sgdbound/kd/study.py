@@ -83,7 +83,7 @@ def small_data_study(out: str | Path = "runs/small_study", *, seeds: int = 5, th
         sweep(configs, out, resume=True, progress=progress)
     finally:
         torch.set_num_threads(previous)
-    report = write_report(out, figures=figures)
+    report = write_report(out, figures=figures, run_ids={c.run_id for c in configs})
     seconds = time.perf_counter() - started
     files = report.files
     if doc is not None:
