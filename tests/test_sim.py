@@ -480,3 +480,21 @@ def test_init_from_modules_and_state_dicts_and_default_train_size():
                                                   .mean().item()), rel=1e-9)
     finite = simulate(problem, stream=False, epochs=1, lr=0.05, replicas=2, eval_size=0, record_every=100)
     assert finite.config["train_size"] == 1000 and finite.steps[-1] == 1000
+
+
+@pytest.mark.parametrize("redraw,calls", [(False, 0), (True, 12)])
+def test_finite_sum_teacher_targets_are_drawn_once_per_example_unless_redraw(monkeypatch, redraw, calls):
+    """A teacher is a fixed function: in a finite sum its noisy targets are drawn once per training example and
+    reused at every visit (no draw inside the loop); ``redraw=True`` draws them afresh at every step."""
+    module = importlib.import_module("sgdbound.sim.simulate")
+    seen = []
+    original = module._TargetPlan.__call__
+
+    def spy(self, bcp, y, gen):
+        seen.append(bcp.shape)
+        return original(self, bcp, y, gen)
+
+    monkeypatch.setattr(module._TargetPlan, "__call__", spy)
+    simulate(GaussianMixture.random(3, 3, seed=0), noise=Dirichlet(2.0), stream=False, train_size=40, steps=12,
+             replicas=2, eval_size=0, theory_samples=512, record_every=6, redraw=redraw)
+    assert len(seen) == calls
