@@ -448,3 +448,9 @@ def test_float32_bcp_works_with_a_float64_model():
     fixed = bcp32.double() / bcp32.double().sum(1, keepdim=True)
     assert predicted_noise(LIN, X, bcp32, OneHot()) == pytest.approx(predicted_noise(LIN, X, fixed, OneHot()),
                                                                      rel=1e-12)
+
+
+def test_integral_float_chunk_sizes_are_used_as_ints():
+    """``chunk_size=4.0`` passes ``check_chunk_size``; the functions that chunk with ``range`` use its int."""
+    torch.testing.assert_close(loss_hessian(LIN, X, T, chunk_size=4.0), loss_hessian(LIN, X, T, chunk_size=4))
+    torch.testing.assert_close(per_sample_lipschitz(LIN, X, T, chunk_size=4.0), per_sample_lipschitz(LIN, X, T))

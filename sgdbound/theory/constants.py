@@ -125,8 +125,8 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, targets: torch.Tensor):
     return loss
 
 
-def _check_targets(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk_size: int | None = None) -> None:
-    logits = check_model_inputs(model, x, chunk_size=chunk_size)
+def _check_targets(model: nn.Module, x: torch.Tensor, targets: torch.Tensor) -> None:
+    logits = check_model_inputs(model, x)
     check_matrix_rows("targets", targets, rows=x.shape[0], cols=logits.shape[1])
 
 
@@ -135,7 +135,8 @@ def loss_hessian(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, chunk
 
     The Hessian is linear in the targets, so passing the mean targets ``m = E[t|x]`` gives ``E_t ∇²f``.
     """
-    _check_targets(model, x, targets, check_chunk_size(chunk_size))
+    chunk_size = check_chunk_size(chunk_size)
+    _check_targets(model, x, targets)
     if num_parameters(model) > EXACT_LIMIT:
         raise ValueError(f"model has {num_parameters(model)} parameters; exact Hessians are for <= {EXACT_LIMIT}"
                          " (use hessian_vector_product and curvature(..., method='lanczos'))")
@@ -174,8 +175,9 @@ def per_sample_lipschitz(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
     Exact (dense per-sample Hessians) for models up to ``EXACT_LIMIT`` parameters; power iteration on
     batched per-sample Hessian-vector products otherwise (a lower estimate).
     """
-    _check_targets(model, x, targets, check_chunk_size(chunk_size))
+    chunk_size = check_chunk_size(chunk_size)
     iterations, seed = check_count("iterations", iterations), check_seed("seed", seed)
+    _check_targets(model, x, targets)
     params = parameter_dict(model)
     forward = stateless_forward(model)
     theta = flat_params(model)
