@@ -15,8 +15,11 @@ __all__ = [
     "check_nonnegative",
     "check_probability",
     "check_count",
+    "check_count_or_inf",
     "check_seed",
     "check_float_dtype",
+    "check_generator",
+    "describe",
     "check_simplex",
     "check_matrix_rows",
 ]
@@ -131,6 +134,17 @@ def check_count(name: str, value, minimum: int | None = 1) -> int:
     return number
 
 
+def check_count_or_inf(name: str, value, minimum: int = 1) -> int | float:
+    """:func:`check_count`, or ``math.inf`` for the number ``+inf`` (a training-set size ``n = math.inf`` means
+    streaming); the message names both forms."""
+    if isinstance(value, (float, np.floating)) and value == math.inf:
+        return math.inf
+    try:
+        return check_count(name, value, minimum)
+    except ValueError as err:
+        raise ValueError(f"{name} must be {_count_rule(minimum)} or math.inf (streaming), got {value!r}") from err
+
+
 def check_seed(name: str, value) -> int:
     """A seed for ``torch.Generator.manual_seed``: an integer in ``[-2**63, 2**64)``."""
     seed = check_count(name, value, minimum=None)
@@ -145,6 +159,17 @@ def check_float_dtype(name: str, dtype) -> torch.dtype:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"{name} must be a floating-point torch.dtype, got {dtype!r}")
     return dtype
+
+
+def check_generator(name: str, generator) -> None:
+    """Refuse anything but a ``torch.Generator`` or None."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"{name} must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def describe(value) -> str:
+    """What an error message says a value was: its shape for a tensor, else its type's name."""
+    return f"shape {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__
 
 
 def check_matrix_rows(name: str, value: torch.Tensor, rows: int | None = None, cols: int | None = None) -> None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from sgdbound._checks import check_count, check_finite, check_float_dtype
 
-__all__ = ["LinearSoftmax", "MLP", "ACTIVATIONS"]
+__all__ = ["LinearSoftmax", "MLP", "ACTIVATIONS", "hidden_widths"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -26,7 +26,7 @@ def _check_dtype(dtype) -> None:
         check_float_dtype("dtype", dtype)
 
 
-def _widths(hidden) -> list[int]:
+def hidden_widths(hidden) -> list[int]:
     """``hidden`` (one width or a sequence of widths) as a list of positive ints, or a ``ValueError`` naming it."""
     scalar = (torch.is_tensor(hidden) or isinstance(hidden, np.ndarray)) and hidden.ndim == 0
     if isinstance(hidden, (str, bytes)) or scalar or not isinstance(hidden, Iterable):
@@ -92,7 +92,7 @@ class MLP(nn.Module):
                  device: torch.device | str | None = None):
         super().__init__()
         dim, num_classes = check_count("dim", dim), check_count("num_classes", num_classes, 2)
-        widths = _widths(hidden)
+        widths = hidden_widths(hidden)
         _check_dtype(dtype)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

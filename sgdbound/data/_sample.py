@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sgdbound._checks import check_seed, check_simplex
+from sgdbound._checks import check_generator, check_seed, check_simplex, describe
 
 __all__ = ["Sample", "make_generator"]
 
@@ -20,8 +20,7 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
     if generator is not None:
         if seed is not None:
             raise ValueError("give either seed or generator, not both")
-        if not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        check_generator("generator", generator)
         return generator
     gen = torch.Generator()
     if seed is None:
@@ -45,10 +44,10 @@ class Sample:
 
     def __post_init__(self):
         if not torch.is_tensor(self.x) or self.x.dim() != 2:
-            raise ValueError(f"x must be a 2-D tensor (n, d), got {_describe(self.x)}")
+            raise ValueError(f"x must be a 2-D tensor (n, d), got {describe(self.x)}")
         n = self.x.shape[0]
         if not torch.is_tensor(self.y) or self.y.shape != (n,):
-            raise ValueError(f"y must be a tensor of shape ({n},) to match x, got {_describe(self.y)}")
+            raise ValueError(f"y must be a tensor of shape ({n},) to match x, got {describe(self.y)}")
         if self.y.is_floating_point() or self.y.is_complex() or self.y.dtype == torch.bool:
             raise ValueError(f"y must hold integer labels, got dtype {self.y.dtype}")
         check_simplex("bcp", self.bcp, rows=n, allow_empty=True)
@@ -68,7 +67,3 @@ class Sample:
 
     def __getitem__(self, index) -> Sample:
         return Sample(self.x[index], self.y[index], self.bcp[index])
-
-
-def _describe(value) -> str:
-    return f"shape {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__

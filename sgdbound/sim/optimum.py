@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sgdbound._checks import check_matrix_rows
+from sgdbound._checks import check_count, check_matrix_rows, check_positive
 from sgdbound.theory import (
     Bound,
     batch_noise,
@@ -52,10 +52,7 @@ def fit_linear(x: torch.Tensor, targets: torch.Tensor, init: tuple[torch.Tensor,
     check_matrix_rows("targets", targets, rows=x.shape[0])
     if x.shape[0] == 0:
         raise ValueError("x must have at least one row")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be positive and finite, got {tol!r}")
+    max_iter, tol = check_count("max_iter", max_iter), check_positive("tol", tol)
     xa, t = _augment(x.to(_F64)), targets.to(_F64)
     n, num_classes = t.shape
     width = xa.shape[1]

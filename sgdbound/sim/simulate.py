@@ -25,7 +25,9 @@ from sgdbound._checks import (
     check_nonnegative,
     check_positive,
     check_seed,
+    describe,
 )
+from sgdbound.models import hidden_widths
 from sgdbound.sim.optim import OPTIMIZERS
 from sgdbound.sim.optimum import LinearTheory, fit_linear, flat_distance_sq, linear_theory
 from sgdbound.sim.sampling import make_sampler
@@ -210,7 +212,7 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     dev = resolve_device(device)
     sampler = make_sampler(problem, dev, dtype)
     num_classes, dim = problem.num_classes, problem.dim
-    widths = [dim, *_hidden_widths(hidden), num_classes] if student == "mlp" else None
+    widths = [dim, *_mlp_hidden(hidden), num_classes] if student == "mlp" else None
     init = _check_init(_normalise_init(init), student, dim, num_classes, widths)
     n_total = configs * replicas
     gen = torch.Generator(device=dev).manual_seed(seed)
@@ -382,13 +384,12 @@ def simulate(problem, student: str = "linear", noise: SupervisionModel | Sequenc
     return out if many else out[0]
 
 
-def _hidden_widths(hidden) -> list[int]:
-    """``hidden`` (an int or a sequence of ints) as a list of widths >= 1."""
-    if isinstance(hidden, (list, tuple)):
-        if not hidden:
-            raise ValueError("hidden must hold at least one width")
-        return [check_count(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
-    return [check_count("hidden", hidden)]
+def _mlp_hidden(hidden) -> list[int]:
+    """An MLP student's hidden widths (``models.hidden_widths``), at least one layer of them."""
+    widths = hidden_widths(hidden)
+    if not widths:
+        raise ValueError("hidden must hold at least one width")
+    return widths
 
 
 def _check_init(init, student: str, dim: int, num_classes: int, widths: list[int] | None):
@@ -413,8 +414,7 @@ def _check_init(init, student: str, dim: int, num_classes: int, widths: list[int
         for name, value, shape in (("weight", weight, w_shape), ("bias", bias, b_shape)):
             label = f"init {name}" if student == "linear" else f"init layer {i} {name}"
             if not torch.is_tensor(value) or tuple(value.shape) != shape:
-                got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
-                raise ValueError(f"{label} must have shape {shape}, got {got}")
+                raise ValueError(f"{label} must have shape {shape}, got {describe(value)}")
             check_finite(label, value)
     return init
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sgdbound._checks import check_nonnegative, check_positive, check_probability, check_simplex
+from sgdbound._checks import check_generator, check_nonnegative, check_positive, check_probability, check_simplex
 
 __all__ = ["SupervisionModel", "OneHot", "Exact", "Dirichlet", "Gaussian", "Temperature", "Mix", "TARGETS",
            "get_target", "sample_gamma_log"]
@@ -30,11 +30,6 @@ def _check_labels(y: torch.Tensor | None, bcp: torch.Tensor) -> None:
         raise ValueError(f"y must have shape ({bcp.shape[0]},) to match bcp, got {tuple(y.shape)}")
     if y.numel() and (y.min() < 0 or y.max() >= bcp.shape[1]):
         raise ValueError(f"y must hold labels in [0, {bcp.shape[1]})")
-
-
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def _row_parameter(name: str, value, bcp: torch.Tensor, *, positive: bool):
@@ -60,7 +55,7 @@ def _checked_rows(name: str, value, bcp: torch.Tensor, generator, *, positive: b
     """The checks of a ``sample_rows``: ``bcp`` as ``sample``'s, the row parameter, the generator."""
     check_simplex("bcp", bcp)
     value = _row_parameter(name, value, bcp, positive=positive)
-    _check_generator(generator)
+    check_generator("generator", generator)
     return value
 
 
@@ -135,7 +130,7 @@ class SupervisionModel(ABC):
         ``bcp`` (one-hot parts use them; drawn afresh from ``bcp`` when None)."""
         check_simplex("bcp", bcp)
         _check_labels(y, bcp)
-        _check_generator(generator)
+        check_generator("generator", generator)
         return self._sample(bcp, y, generator)
 
     def check(self, bcp: torch.Tensor) -> None:

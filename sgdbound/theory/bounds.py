@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sgdbound._checks import check_count, check_nonnegative, check_positive
+from sgdbound._checks import check_count, check_count_or_inf, check_nonnegative, check_positive
 
 __all__ = [
     "Bound",
@@ -142,22 +142,10 @@ def pl_bound(*, mu: float, lipschitz: float, smoothness: float, sigma2: float, s
 
 
 def _check_batch(n: float, batch: int) -> tuple[float, int]:
-    batch = check_count("batch", batch)
-    if not _is_inf(n):
-        try:
-            n = check_count("n", n)
-        except ValueError as err:
-            raise ValueError(f"n must be a positive integer or math.inf (streaming), got {n!r}") from err
-    else:
-        n = math.inf
+    batch, n = check_count("batch", batch), check_count_or_inf("n", n)
     if batch > n:
         raise ValueError(f"batch ({batch}) cannot exceed n ({n})")
-    return n, int(batch)
-
-
-def _is_inf(value) -> bool:
-    """Whether ``value`` is the number ``+inf`` (``n = math.inf`` means streaming)."""
-    return isinstance(value, (float, np.floating)) and value == math.inf
+    return n, batch
 
 
 def expected_smoothness(*, lipschitz: float, lipschitz_max: float, n: float, batch: int) -> float:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from sgdbound._checks import check_count, check_matrix_rows
+from sgdbound._checks import check_count, check_matrix_rows, describe
 from sgdbound.models import ACTIVATIONS, MLP
 
 __all__ = [
@@ -223,7 +223,7 @@ def softmax_gram(probs: torch.Tensor, ntk: torch.Tensor) -> torch.Tensor:
     on outputs of ``logit_ntk``)."""
     if not (torch.is_tensor(probs) and torch.is_tensor(ntk)) or probs.dim() != 2 \
             or ntk.shape != (probs.shape[0], probs.shape[1], probs.shape[1]):
-        raise ValueError(f"probs must be (n, K) and ntk (n, K, K), got {_shape(probs)} and {_shape(ntk)}")
+        raise ValueError(f"probs must be (n, K) and ntk (n, K, K), got {describe(probs)} and {describe(ntk)}")
     eye = torch.eye(probs.shape[1], dtype=probs.dtype, device=probs.device)
     a = eye - probs[:, None, :]  # row k is e_k − q
     return a @ ntk @ a.transpose(1, 2)
@@ -275,7 +275,3 @@ def per_sample_gradients(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
         grads = grad(params, x[part], targets[part])
         out.append(torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1))
     return torch.cat(out)
-
-
-def _shape(value) -> str:
-    return str(tuple(value.shape)) if torch.is_tensor(value) else type(value).__name__

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from sgdbound._checks import check_count, check_number, check_positive
+from sgdbound._checks import check_count, check_count_or_inf, check_number, check_positive
 
 __all__ = ["StationaryPrediction", "stationary_prediction"]
 
@@ -89,13 +89,10 @@ def stationary_prediction(hessian, noise_cov, step: float, momentum: float = 0.0
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
     batch = check_count("batch", batch)
-    if n is not None and not (isinstance(n, (int, float)) and not isinstance(n, bool) and n == math.inf):
-        try:
-            n = check_count("n", n, minimum=batch)
-        except ValueError as err:
-            raise ValueError(f"n must be an integer >= batch ({batch}), math.inf or None, got {n!r}") from err
-    else:
-        n = None
+    if n is not None:
+        n = check_count_or_inf("n", n, minimum=batch)
+        if n == math.inf:
+            n = None  # streaming
     rtol = check_number("rtol", rtol)
     if not 0.0 < rtol < 1.0:
         raise ValueError(f"rtol must lie in (0, 1), got {rtol}")
