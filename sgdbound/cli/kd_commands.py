@@ -27,33 +27,31 @@ __all__ = ["register", "distill_command", "report_command", "synthetic_command"]
 # flag dest -> DistillConfig field, for the swept axes
 _AXES = {"teacher": "teacher", "lam": "lam", "t_teacher": "t_teacher", "t_student": "t_student", "seeds": "seed",
          "beta": "beta", "samples": "samples"}
-_SCALARS = {"dataset": str, "teacher_net": str, "student": str, "epochs": int, "teacher_epochs": int,
-            "min_steps": int, "teacher_min_steps": int, "optimizer": str, "lr": float, "teacher_lr": float,
-            "schedule": str, "batch_size": int, "last": int, "convention": str, "temper": str, "data_root": str,
-            "device": str, "teacher_checkpoint": str, "teacher_seed": int, "checkpoint_every": int,
-            "teacher_data": str}
-
-
-_SCALAR_HELP = {
-    "dataset": "mnist1d, digits, mixture (small, CPU) or cifar100 (needs --data-root)",
-    "teacher_net": "the teacher's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture",
-    "student": "the student's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture",
-    "epochs": "student epochs", "teacher_epochs": "teacher epochs",
-    "min_steps": "at least this many student steps (epochs raised to reach it: few-shot subsets)",
-    "teacher_min_steps": "at least this many teacher steps",
-    "optimizer": "student optimiser: adam or sgd", "lr": "student learning rate",
-    "teacher_lr": "teacher learning rate (Adam)", "schedule": "student schedule: none, step or cosine",
-    "batch_size": "minibatch size", "last": "epochs at the end averaged for the convergence noise",
-    "convention": "scaling of the soft term: official (λ T_t T_s KL) or hinton (λ T² KL, T_t = T_s)",
-    "temper": "sample (temper each draw, then average), mean (average, then temper) or auto (default: the "
-              "official rule: mean for laplace, sample otherwise)",
-    "data_root": "folder holding cifar-100-python/ (nothing is downloaded)",
-    "device": "cpu, cuda or cuda:N (image datasets; small data trains on the CPU)",
-    "teacher_checkpoint": "CIFAR-100: a trained teacher network to load (checked before training)",
-    "teacher_seed": "seed of the teacher (default: the run's seed)",
-    "checkpoint_every": "epochs between resumable checkpoints",
-    "teacher_data": "few-shot runs: fit the teacher on the full training set (full, the official protocol) or on "
-                    "the student's subset (subset)",
+#: DistillConfig fields given as one value each: flag dest -> (type, help)
+_SCALARS = {
+    "dataset": (str, "mnist1d, digits, mixture (small, CPU) or cifar100 (needs --data-root)"),
+    "teacher_net": (str, "the teacher's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture"),
+    "student": (str, "the student's network: mlp, cnn1d, cnn2d, cnn (small data) or a CIFAR architecture"),
+    "epochs": (int, "student epochs"),
+    "teacher_epochs": (int, "teacher epochs"),
+    "min_steps": (int, "at least this many student steps (epochs raised to reach it: few-shot subsets)"),
+    "teacher_min_steps": (int, "at least this many teacher steps"),
+    "optimizer": (str, "student optimiser: adam or sgd"),
+    "lr": (float, "student learning rate"),
+    "teacher_lr": (float, "teacher learning rate (Adam)"),
+    "schedule": (str, "student schedule: none, step or cosine"),
+    "batch_size": (int, "minibatch size"),
+    "last": (int, "epochs at the end averaged for the convergence noise"),
+    "convention": (str, "scaling of the soft term: official (λ T_t T_s KL) or hinton (λ T² KL, T_t = T_s)"),
+    "temper": (str, "sample (temper each draw, then average), mean (average, then temper) or auto (default: the "
+                    "official rule: mean for laplace, sample otherwise)"),
+    "data_root": (str, "folder holding cifar-100-python/ (nothing is downloaded)"),
+    "device": (str, "cpu, cuda or cuda:N (image datasets; small data trains on the CPU)"),
+    "teacher_checkpoint": (str, "CIFAR-100: a trained teacher network to load (checked before training)"),
+    "teacher_seed": (int, "seed of the teacher (default: the run's seed)"),
+    "checkpoint_every": (int, "epochs between resumable checkpoints"),
+    "teacher_data": (str, "few-shot runs: fit the teacher on the full training set (full, the official protocol) or "
+                          "on the student's subset (subset)"),
 }
 
 
@@ -76,8 +74,8 @@ def _add_distill_arguments(d: argparse.ArgumentParser) -> None:
     d.add_argument("--t-student", dest="t_student", type=float, nargs="+", help="student temperature(s) > 0")
     d.add_argument("--samples", "-S", type=int, nargs="+", help="teacher Monte Carlo samples S >= 1")
     d.add_argument("--beta", type=float, nargs="+", help="per-class training fraction(s) β in (0, 1]")
-    for name, kind in _SCALARS.items():
-        d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=_SCALAR_HELP[name])
+    for name, (kind, help_text) in _SCALARS.items():
+        d.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=help_text)
     add_threads_option(d)
     d.add_argument("--preset", nargs="+", help="CIFAR-100 preset name(s) or globs ('kd-*'); see docs/cifar.md")
     d.add_argument("--compile", nargs="?", const=True, default=None, metavar="MODE",

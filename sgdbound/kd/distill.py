@@ -328,7 +328,7 @@ def distill(config: DistillConfig, out: str | Path | None = None, *, resume: boo
         if saved is not None and not config.redraw:
             targets, teacher_metrics = saved["targets"], saved["metrics"]
         else:
-            fit_on = sub if config.teacher_data == "subset" else data
+            fit_on = sub if config.teacher_beta < 1 else data
             teacher = fit_teacher(config, fit_on.x_train, fit_on.y_train, cache)
             test_probs = teacher.probs(data.x_test, config.samples, 1.0)
             teacher_metrics = dataclasses.asdict(prob_metrics(test_probs, data.y_test))

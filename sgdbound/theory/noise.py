@@ -199,14 +199,13 @@ def optimal_lambda(model: nn.Module, x: torch.Tensor, bcp: torch.Tensor, teacher
     if criterion not in LAMBDA_CRITERIA:
         raise ValueError(f"criterion must be one of {LAMBDA_CRITERIA}, got {criterion!r}")
     _check_supervision("teacher", teacher)
-    bcp = _model_and_bcp(model, x, bcp, chunk_size)
     if criterion == "noise":
         a = predicted_noise(model, x, bcp, OneHot(), chunk_size)
         b = predicted_noise(model, x, bcp, teacher, chunk_size)
     else:
         from sgdbound.theory.constants import loss_hessian
 
-        hess = loss_hessian(model, x, bcp)
+        hess = loss_hessian(model, x, _model_and_bcp(model, x, bcp, chunk_size))
         pinv = torch.linalg.pinv(hess, hermitian=True, rtol=1e-9)
         a = (pinv * predicted_gradient_covariance(model, x, bcp, OneHot(), chunk_size)).sum().item()
         b = (pinv * predicted_gradient_covariance(model, x, bcp, teacher, chunk_size)).sum().item()
